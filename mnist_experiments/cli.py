@@ -1,0 +1,39 @@
+"""The ``mnist-exp`` command: a Hydra app around :func:`mnist_experiments.task.train`.
+
+Importing this module is cheap: TensorFlow and MLflow are imported only when a job
+runs, so ``mnist-exp --help`` and ``mnist-exp --cfg job`` stay fast.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Optional
+
+import hydra
+from omegaconf import DictConfig
+
+from mnist_experiments.schema import register_configs
+
+CONFIG_PATH = "pkg://mnist_experiments.conf"
+
+register_configs()
+
+
+def _sigterm_as_interrupt(signum, frame):  # pragma: no cover - exercised by a subprocess test
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
+def main(cfg: DictConfig) -> Optional[float]:
+    """Train and evaluate the configured model; return the objective for sweepers."""
+    try:
+        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    except ValueError:  # not in the main thread (e.g. a launcher's worker thread)
+        pass
+    from mnist_experiments.task import train
+
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    main()

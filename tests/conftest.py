@@ -1,0 +1,89 @@
+"""Shared fixtures: real Hydra composition, real MLflow SQLite stores, real CLI runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Sequence
+
+import pytest
+from hydra import compose, initialize_config_module
+
+import mnist_experiments.cli  # noqa: F401  (registers the structured-config schemas)
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Small and fast: a few hundred digits, one epoch, no network.
+FAST = ["data=digits", "data.limit=300", "train.epochs=1"]
+
+
+def compose_cfg(*overrides: str):
+    """The config ``mnist-exp`` would run with these overrides (Hydra's Compose API)."""
+    with initialize_config_module("mnist_experiments.conf", version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def cli_env(**extra: str) -> dict:
+    env = dict(os.environ)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.update(
+        {
+            "PYTHONUNBUFFERED": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "true",
+            # a closed local port: nothing in a test can reach the network
+            "HTTP_PROXY": "http://127.0.0.1:9",
+            "HTTPS_PROXY": "http://127.0.0.1:9",
+            "http_proxy": "http://127.0.0.1:9",
+            "https_proxy": "http://127.0.0.1:9",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def run_cli(args: Sequence[str], cwd: Path, module: str = "mnist_experiments",
+            timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m <module> ARGS`` in ``cwd`` (the same app as the console script)."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=env or cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def store_uri(directory: Path) -> str:
+    return f"sqlite:///{directory / 'mlflow.db'}"
+
+
+def all_runs(uri: str) -> List:
+    """Every run in every experiment of the store (the Default one included)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment_ids = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiment_ids) if experiment_ids else []
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """One real ``mnist-exp`` training run on digits, shared by the tests that inspect it.
+
+    Launched in an empty directory with no tracking URI set: the default store
+    ``./mlflow.db`` of the launch directory is used.
+    """
+    workdir = tmp_path_factory.mktemp("trained")
+    result = run_cli([*FAST, "data.limit=600", "train.epochs=2", "viz.max_channels=4"], workdir)
+    assert result.returncode == 0, result.stderr[-4000:]
+    uri = store_uri(workdir)
+    runs = all_runs(uri)
+    assert len(runs) == 1, [r.info.run_name for r in runs]
+    return {"dir": workdir, "uri": uri, "run": runs[0], "result": result}
