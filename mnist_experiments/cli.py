@@ -6,6 +6,7 @@ runs, so ``mnist-exp --help`` and ``mnist-exp --cfg job`` stay fast.
 
 from __future__ import annotations
 
+import os
 import signal
 from typing import Optional
 
@@ -30,6 +31,8 @@ def main(cfg: DictConfig) -> Optional[float]:
         signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     except ValueError:  # not in the main thread (e.g. a launcher's worker thread)
         pass
+    # TensorFlow's C++ start-up chatter hides the run's own log lines.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from mnist_experiments.task import train
 
     return train(cfg)

@@ -35,7 +35,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -500,12 +500,13 @@ def load_npz(path: Any) -> RawData:
         "or point data.path at a directory of MNIST IDX files instead."
     )
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise DataError(
-                    f"{path} holds a single .npy array, not an .npz archive of x_train, "
-                    f"y_train, x_test and y_test. {fix}"
-                )
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise DataError(
+                f"{path} holds a single .npy array, not an .npz archive of x_train, "
+                f"y_train, x_test and y_test. {fix}"
+            )
+        with archive:
             missing = [key for key in NPZ_KEYS if key not in archive.files]
             if missing:
                 raise DataError(

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
 __all__ = [
@@ -126,31 +126,94 @@ def _grid_shape(n: int) -> Tuple[int, int]:
     return rows, cols
 
 
-def _image_grid(n: int, cell_w: float, cell_h: float, extra_w: float = 0.0,
-                extra_h: float = 0.7) -> Tuple[Figure, List[Any]]:
-    """A figure with a rows x cols grid; the unused axes are removed; returns n axes."""
-    rows, cols = _grid_shape(n)
-    fig = _new_figure(cols * cell_w + extra_w, rows * cell_h + extra_h)
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax in axes[n:]:
-        ax.remove()
-    return fig, list(axes[:n])
-
-
 def _hide_ticks(ax: Any) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
 
 
-def _frame(ax: Any, color: str, width: float) -> None:
-    for spine in ax.spines.values():
-        spine.set_visible(True)
-        spine.set_edgecolor(color)
-        spine.set_linewidth(width)
-
-
 def _fmt(v: float) -> str:
     return f"{v:.4g}"
+
+
+def _text_width(chars: int, size: float, bold: bool = False) -> float:
+    """Estimated width in inches of ``chars`` characters of DejaVu Sans at ``size`` pt."""
+    return chars * size * (0.68 if bold else 0.62) / 72.0
+
+
+def _longest_line(texts: Sequence[str]) -> int:
+    return max((len(line) for t in texts for line in str(t).split("\n")), default=1)
+
+
+class _Grid:
+    """A grid of images laid out by hand, in inches, on one full-figure Axes.
+
+    One Axes for the whole grid (instead of one per image) keeps the figure fast to
+    build and draw; the layout is computed from the font sizes, so titles never overlap.
+    Every image is an ``AxesImage`` (``ax.images``), every panel title a ``Text``.
+    """
+
+    MARGIN = 0.15
+
+    def __init__(self, n: int, cell: float, titles: Sequence[str], title_size: float,
+                 title: str, subtitle: Optional[str] = None, bold_titles: bool = False,
+                 right: float = 0.0, gap: float = 0.2):
+        self.n, self.cell, self.title_size = n, cell, title_size
+        self.rows, self.cols = _grid_shape(n)
+        lines = max((str(t).count("\n") + 1 for t in titles), default=1)
+        title_w = _text_width(_longest_line(titles), title_size, bold_titles)
+        self.cw = max(cell, title_w + 0.08) + gap
+        self.th = lines * title_size * 1.25 / 72.0 + 0.06
+        self.rh = self.th + cell + gap * 0.8
+        self.header = 0.5 + (0.28 if subtitle else 0.0)
+        grid_w = 2 * self.MARGIN + self.cols * self.cw + right
+        head_w = max(_text_width(len(title), SUPTITLE_SIZE, True),
+                     _text_width(len(subtitle or ""), 10.5)) + 0.4
+        self.width = max(grid_w, head_w, 3.2)
+        self.x_off = (self.width - grid_w) / 2 + self.MARGIN
+        self.height = self.header + self.rows * self.rh + 0.08
+        self.fig = Figure(figsize=(self.width, self.height), dpi=DEFAULT_DPI, facecolor="white")
+        self.ax = self.fig.add_axes((0.0, 0.0, 1.0, 1.0))
+        self.ax.set_xlim(0.0, self.width)
+        self.ax.set_ylim(self.height, 0.0)  # y in inches from the top
+        self.ax.set_axis_off()
+        self.fig.suptitle(title, x=0.5, y=1.0 - 0.12 / self.height, va="top",
+                          fontsize=SUPTITLE_SIZE, fontweight="bold")
+        self.subtitle = None
+        if subtitle:
+            self.subtitle = self.ax.text(self.width / 2, 0.47, subtitle, ha="center", va="top",
+                                         fontsize=10.5)
+
+    def cell_box(self, i: int) -> Tuple[float, float]:
+        """(left, top) of image i in inches."""
+        r, c = divmod(i, self.cols)
+        left = self.x_off + c * self.cw + (self.cw - self.cell) / 2
+        top = self.header + r * self.rh + self.th
+        return left, top
+
+    def image(self, i: int, img: np.ndarray, title: str, cmap: str, vmin: float,
+              vmax: float, color: str = "black", bold: bool = False,
+              frame: Optional[Tuple[str, float]] = ("#bbbbbb", 0.6)) -> Any:
+        left, top = self.cell_box(i)
+        im = self.ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest",
+                            extent=(left, left + self.cell, top + self.cell, top),
+                            aspect="auto")
+        self.ax.text(left + self.cell / 2, top - 0.04, title, ha="center", va="bottom",
+                     fontsize=self.title_size, color=color,
+                     fontweight="bold" if bold else "normal", linespacing=1.15)
+        if frame is not None:
+            self.ax.add_patch(Rectangle((left, top), self.cell, self.cell, fill=False,
+                                        edgecolor=frame[0], linewidth=frame[1]))
+        return im
+
+    def colorbar(self, mappable: Any, label: str) -> Any:
+        """A colour bar to the right of the grid (needs ``right`` >= 1 inch)."""
+        top = self.header + self.th
+        bottom = self.header + self.rows * self.rh - self.rh * 0.1 - 0.1
+        x = self.x_off + self.cols * self.cw + 0.1
+        h = max(bottom - top, 0.8)
+        cax = self.fig.add_axes((x / self.width, 1.0 - (top + h) / self.height,
+                                 0.16 / self.width, h / self.height))
+        return self.fig.colorbar(mappable, cax=cax, label=label)
 
 
 # ----------------------------------------------------------------------- images
@@ -162,21 +225,18 @@ def sample_grid(images, labels, class_names, n=25, title="Training samples") -> 
     if n <= 0:
         return _message_figure(title, "No images to show.")
     vmin, vmax = _value_range(imgs[:n])
-    fig, axes = _image_grid(n, cell_w=1.45, cell_h=1.6)
-    for i, ax in enumerate(axes):
-        ax.imshow(imgs[i], cmap=IMAGE_CMAP, vmin=vmin, vmax=vmax, interpolation="nearest")
-        ax.set_title(_name(class_names, labs[i]), fontsize=9, pad=3)
-        _hide_ticks(ax)
-        _frame(ax, "#bbbbbb", 0.6)
-    fig.suptitle(f"{title} (first {n})", fontsize=SUPTITLE_SIZE, fontweight="bold")
-    return fig
+    titles = [_name(class_names, labs[i]) for i in range(n)]
+    grid = _Grid(n, cell=1.3, titles=titles, title_size=9.5, title=f"{title} (first {n})")
+    for i in range(n):
+        grid.image(i, imgs[i], titles[i], IMAGE_CMAP, vmin, vmax)
+    return grid.fig
 
 
 def prediction_grid(images, y_true, y_pred, class_names, n=25, title="Test predictions") -> Figure:
     """A grid of the first ``n`` test images titled ``actual: X / predicted: Y``.
 
-    Wrong predictions get a red title and a thick red frame, right ones a green title.
-    The figure title counts the wrong ones.
+    Wrong predictions get a bold red title and a thick red frame, right ones a green
+    title. A line under the figure title counts the wrong ones.
     """
     imgs = _as_images(images)
     t, p = _as_labels(y_true), _as_labels(y_pred)
@@ -184,26 +244,20 @@ def prediction_grid(images, y_true, y_pred, class_names, n=25, title="Test predi
     if n <= 0:
         return _message_figure(title, "No predictions to show.")
     vmin, vmax = _value_range(imgs[:n])
-    fig, axes = _image_grid(n, cell_w=1.75, cell_h=2.0, extra_h=0.9)
-    wrong = 0
-    for i, ax in enumerate(axes):
+    titles = [f"actual: {_name(class_names, t[i])}\npredicted: {_name(class_names, p[i])}"
+              for i in range(n)]
+    wrong = int(np.sum(t[:n] != p[:n]))
+    summary = (f"{wrong} of {n} wrong (red title and frame), {n - wrong} right (green)"
+               if wrong else f"all {n} right")
+    grid = _Grid(n, cell=1.45, titles=titles, title_size=9, title=title, subtitle=summary,
+                 bold_titles=True)
+    grid.subtitle.set_color(WRONG_COLOR if wrong else RIGHT_COLOR)
+    for i in range(n):
         ok = t[i] == p[i]
-        wrong += not ok
-        color = RIGHT_COLOR if ok else WRONG_COLOR
-        ax.imshow(imgs[i], cmap=IMAGE_CMAP, vmin=vmin, vmax=vmax, interpolation="nearest")
-        ax.set_title(f"actual: {_name(class_names, t[i])}\npredicted: {_name(class_names, p[i])}",
-                     fontsize=8.5, color=color, fontweight="normal" if ok else "bold", pad=3)
-        _hide_ticks(ax)
-        if ok:
-            _frame(ax, "#bbbbbb", 0.6)
-        else:
-            _frame(ax, WRONG_COLOR, 3.0)
-    fig.suptitle(title, fontsize=SUPTITLE_SIZE, fontweight="bold")
-    summary = (f"{wrong} of {n} wrong (red title and frame)" if wrong
-               else f"all {n} right")
-    fig.text(0.5, 0.0, summary, ha="center", va="bottom", fontsize=10,
-             color=WRONG_COLOR if wrong else RIGHT_COLOR)
-    return fig
+        grid.image(i, imgs[i], titles[i], IMAGE_CMAP, vmin, vmax,
+                   color=RIGHT_COLOR if ok else WRONG_COLOR, bold=not ok,
+                   frame=("#bbbbbb", 0.6) if ok else (WRONG_COLOR, 3.5))
+    return grid.fig
 
 
 def misclassified_grid(images, y_true, y_pred, confidence, class_names, n=16,
@@ -232,24 +286,22 @@ def misclassified_grid(images, y_true, y_pred, confidence, class_names, n=16,
     order = wrong_idx[np.argsort(-c, kind="stable")][: int(n)]
     k = len(order)
     vmin, vmax = _value_range(imgs[order])
-    fig, axes = _image_grid(k, cell_w=2.0, cell_h=2.2, extra_h=0.7)
-    for ax, i in zip(axes, order):
-        ax.imshow(imgs[i], cmap=IMAGE_CMAP, vmin=vmin, vmax=vmax, interpolation="nearest")
-        ax.set_title(f"actual: {_name(class_names, t[i])}\n"
-                     f"predicted: {_name(class_names, p[i])}\n"
-                     f"confidence {conf[i]:.1%}", fontsize=8.5, color=WRONG_COLOR, pad=3)
-        _hide_ticks(ax)
-        _frame(ax, WRONG_COLOR, 1.5)
-    fig.suptitle(f"{title} ({k} of {wrong_idx.size} mistakes in {total} images)",
-                 fontsize=SUPTITLE_SIZE, fontweight="bold")
-    return fig
+    titles = [f"actual: {_name(class_names, t[i])}\npredicted: {_name(class_names, p[i])}\n"
+              f"confidence {conf[i]:.1%}" for i in order]
+    grid = _Grid(k, cell=1.45, titles=titles, title_size=9, title=title,
+                 subtitle=f"the {k} most confident of {wrong_idx.size} mistakes "
+                          f"in {total} images, most confident first")
+    for j, i in enumerate(order):
+        grid.image(j, imgs[i], titles[j], IMAGE_CMAP, vmin, vmax, color=WRONG_COLOR,
+                   frame=(WRONG_COLOR, 1.5))
+    return grid.fig
 
 
 def input_image_figure(image, label_name, index, title=None) -> Figure:
     """The single test image used for the activation maps, with a pixel-value colour bar."""
     img = _as_images(image)[0]
     vmin, vmax = _value_range(img)
-    fig = _new_figure(4.0, 3.8)
+    fig = _new_figure(4.2, 3.9)
     ax = fig.subplots()
     im = ax.imshow(img, cmap=IMAGE_CMAP, vmin=vmin, vmax=vmax, interpolation="nearest")
     _hide_ticks(ax)
@@ -283,16 +335,14 @@ def activation_grid(feature_maps, layer_name, max_channels=16, title=None) -> Fi
     vmax = float(finite.max()) if finite.size else 1.0
     if vmax <= vmin:  # e.g. a dead ReLU layer: all zeros
         vmax = vmin + 1.0
-    fig, axes = _image_grid(k, cell_w=1.55, cell_h=1.65, extra_w=1.0, extra_h=0.6)
+    titles = [f"ch {j}" for j in range(k)]
+    grid = _Grid(k, cell=1.3, titles=titles, title_size=9.5, title=full_title, right=1.1,
+                 gap=0.14)
     im = None
-    for j, ax in enumerate(axes):
-        im = ax.imshow(shown[..., j], cmap=ACTIVATION_CMAP, vmin=vmin, vmax=vmax,
-                       interpolation="nearest")
-        ax.set_title(f"ch {j}", fontsize=9, pad=3)
-        _hide_ticks(ax)
-    fig.colorbar(im, ax=axes, shrink=0.8, label="activation", aspect=30)
-    fig.suptitle(full_title, fontsize=SUPTITLE_SIZE - 1, fontweight="bold")
-    return fig
+    for j in range(k):
+        im = grid.image(j, shown[..., j], titles[j], ACTIVATION_CMAP, vmin, vmax, frame=None)
+    grid.colorbar(im, "activation")
+    return grid.fig
 
 
 # ----------------------------------------------------------------- evaluation
@@ -360,7 +410,8 @@ def confusion_matrix_figure(cm, class_names, title="Confusion matrix (test set)"
         for j in range(k):
             v = cm[i, j]
             ax.text(j, i, f"{int(v)}" if integer else f"{v:.2f}", ha="center", va="center",
-                    fontsize=cell_font, color="white" if vmax and v > 0.5 * vmax else "black")
+                    fontsize=cell_font, color="white" if vmax and v > 0.5 * vmax else "black",
+                    in_layout=False)  # inside the axes: no need to measure for the layout
     ax.set_xticks(np.arange(k), labels=names)
     ax.set_yticks(np.arange(k), labels=names)
     ax.tick_params(axis="x", labelrotation=45)
@@ -432,15 +483,15 @@ def architecture_diagram(layers: List[Dict[str, Any]], title="Architecture") -> 
                                     facecolor=color, edgecolor="#555555", linewidth=1.0,
                                     mutation_aspect=1.0 / 0.6))
         ax.text(x0 + 0.02, top + box_h * 0.30, f"{layer.get('name', f'layer {i}')}",
-                ha="left", va="center", fontsize=10, fontweight="bold")
+                ha="left", va="center", fontsize=10, fontweight="bold", in_layout=False)
         ax.text(x1 - 0.02, top + box_h * 0.30, ltype, ha="right", va="center", fontsize=9.5,
-                style="italic", color="#333333")
+                style="italic", color="#333333", in_layout=False)
         shape = layer.get("output_shape", "?")
         p_text = f"{p:,} params" if p is not None else "? params"
         ax.text(x0 + 0.02, top + box_h * 0.74, f"output {shape}", ha="left", va="center",
-                fontsize=9, family="monospace")
+                fontsize=9, family="monospace", in_layout=False)
         ax.text(x1 - 0.02, top + box_h * 0.74, p_text, ha="right", va="center", fontsize=9,
-                family="monospace")
+                family="monospace", in_layout=False)
         if i + 1 < n:
             ax.add_patch(FancyArrowPatch((0.5, top + box_h), (0.5, top + 1.0),
                                          arrowstyle="-|>", mutation_scale=12,
@@ -517,7 +568,7 @@ def fold_summary(final_scores: List[float], metric="val_accuracy", title=None) -
     ax.set_ylim(lo - pad, hi + pad)
     ax.set_ylabel(f"final {metric}")
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=9)
+    fig.legend(loc="outside right upper", fontsize=9, frameon=False)
     ax.set_title(f"{title}\n{band_label}", fontsize=12, fontweight="bold")
     return fig
 
@@ -576,10 +627,10 @@ def objective_per_job(labels: List[str], values: List[float], best_index: Option
             text = _fmt(v) + ("  (best)" if i == best else "")
             ax.text(v + off if v >= 0 else v - off, i, text, va="center",
                     ha="left" if v >= 0 else "right", fontsize=9,
-                    fontweight="bold" if i == best else "normal")
+                    fontweight="bold" if i == best else "normal", in_layout=False)
         else:
             ax.text(off, i, "failed", va="center", ha="left", fontsize=9, style="italic",
-                    color=WRONG_COLOR)
+                    color=WRONG_COLOR, in_layout=False)
     lo = min(finite.min(), 0.0) if finite.size else 0.0
     hi = max(finite.max(), 0.0) if finite.size else 1.0
     ax.set_xlim(lo - (0.25 * span if lo < 0 else 0), hi + 0.25 * span)

@@ -22,6 +22,13 @@ from mnist_experiments.errors import ConfigError
 
 IMAGE_SIZE = 28
 
+# Keras activation names accepted in model configs (checked without importing Keras).
+ACTIVATIONS = frozenset({
+    "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "mish",
+    "tanh", "sigmoid", "hard_sigmoid", "hard_silu", "hard_swish", "softplus", "softsign",
+    "exponential", "linear",
+})
+
 
 # --------------------------------------------------------------------------- data
 class Validation(str, Enum):
@@ -268,6 +275,8 @@ def _range_problems(cfg: DictConfig) -> List[str]:
              "it must be at least 1", f"Try {key}.kernel_size=3.")
         need(0.0 <= block.dropout < 1.0, f"{key}.dropout", block.dropout,
              "it must lie in [0, 1)", f"Try {key}.dropout=0.25.")
+        need(block.activation in ACTIVATIONS, f"{key}.activation", block.activation,
+             "it is not a Keras activation", f"Use one of {', '.join(sorted(ACTIVATIONS))}.")
         if block.pool_size is not None:
             need(block.pool_size >= 1, f"{key}.pool_size", block.pool_size,
                  "it must be at least 1 (or null for no pooling)", f"Try {key}.pool_size=2.")
@@ -290,6 +299,8 @@ def _range_problems(cfg: DictConfig) -> List[str]:
              f"Try {key}.units=64.")
         need(0.0 <= layer.dropout < 1.0, f"{key}.dropout", layer.dropout,
              "it must lie in [0, 1)", f"Try {key}.dropout=0.5.")
+        need(layer.activation in ACTIVATIONS, f"{key}.activation", layer.activation,
+             "it is not a Keras activation", f"Use one of {', '.join(sorted(ACTIVATIONS))}.")
 
     cv = cfg.cv
     if cv.get("name") == "kfold":

@@ -117,8 +117,11 @@ def train(cfg: DictConfig, context: Optional[JobContext] = None) -> float:
         def log_epoch(metrics: Dict[str, float], step: int) -> None:
             mlflow.log_metrics(metrics, step=step, synchronous=False)
 
+        from mnist_experiments import artifacts
+
         result = training.fit(cfg, dataset.x_train, dataset.y_train, dataset.x_val,
-                              dataset.y_val, on_metrics=log_epoch)
+                              dataset.y_val, on_metrics=log_epoch,
+                              callbacks=artifacts.training_callbacks(cfg, dataset))
         proba = training.predict_proba(result.model, dataset.x_test)
         test_metrics = training.classification_metrics(dataset.y_test, proba)
         objective = result.history["val_accuracy"][-1]
@@ -132,8 +135,6 @@ def train(cfg: DictConfig, context: Optional[JobContext] = None) -> float:
             }
         )
         log.info("test %s", " ".join(f"{k}={v:.4f}" for k, v in test_metrics.items()))
-
-        from mnist_experiments import artifacts
 
         artifacts.log_run_artifacts(cfg, dataset, result, proba)
         mlflow.log_metric("total_seconds", time.perf_counter() - started)

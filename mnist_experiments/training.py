@@ -12,12 +12,17 @@ import numpy as np
 import tensorflow as tf
 from sklearn.metrics import f1_score, precision_score, recall_score
 
+from mnist_experiments.errors import UserError
 from mnist_experiments.models import build_model
 from mnist_experiments.safety import safe_instantiate
 
 log = logging.getLogger(__name__)
 
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite: the run is marked FAILED."""
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -75,6 +80,14 @@ class EpochLogger(keras.callbacks.Callback):
         log.info("%sepoch %d/%d %s (%.1fs)", self.prefix, epoch + 1, self.epochs, shown, seconds)
         if self.on_metrics is not None:
             self.on_metrics({**metrics, "epoch_seconds": seconds}, epoch + 1)
+        bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
+        if bad:
+            raise TrainingDiverged(
+                f"{self.prefix}Training diverged at epoch {epoch + 1}: "
+                + ", ".join(f"{k}={v}" for k, v in bad.items())
+                + ". The run is marked FAILED. Lower optimizer.learning_rate "
+                "(e.g. optimizer.learning_rate=0.001) or choose another optimizer."
+            )
 
 
 @dataclass
@@ -123,6 +136,7 @@ def fit(
         validation_data=val_ds,
         epochs=epochs,
         verbose=0,
+        shuffle=False,  # the tf.data pipeline shuffles, seeded
         callbacks=[logger, *(callbacks or [])],
     )
     fit_seconds = time.perf_counter() - start
