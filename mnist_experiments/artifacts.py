@@ -85,6 +85,16 @@ def activation_figures(model: keras.Model, image: np.ndarray, max_channels: int)
     }
 
 
+def activation_artifacts(model: keras.Model, image: np.ndarray, label_name: str, index: int,
+                         max_channels: int) -> Dict[str, Any]:
+    """``activations/input.png`` and ``activations/<conv layer>.png`` figures for one image."""
+    mlflow.set_tag("activations.sample_index", str(index))
+    figures = {"activations/input.png": plots.input_image_figure(image, label_name, index)}
+    for name, fig in activation_figures(model, image, max_channels).items():
+        figures[f"activations/{name}.png"] = fig
+    return figures
+
+
 def figure_to_array(fig) -> np.ndarray:
     """An RGB uint8 array of a rendered figure (for step-wise ``mlflow.log_image``)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -195,12 +205,9 @@ def log_run_artifacts(cfg: Any, dataset: Any, result: Any, proba: np.ndarray) ->
     if _wanted(viz, "activations"):
         with timer("activations"):
             index = sample_index(viz, int(cfg.seed), len(y_test))
-            image = dataset.x_test[index]
-            figures["activations/input.png"] = plots.input_image_figure(
-                image, names[int(y_test[index])], index)
-            for name, fig in activation_figures(model, image, int(viz.max_channels)).items():
-                figures[f"activations/{name}.png"] = fig
-            mlflow.set_tag("activations.sample_index", str(index))
+            figures.update(activation_artifacts(model, dataset.x_test[index],
+                                                names[int(y_test[index])], index,
+                                                int(viz.max_channels)))
 
     for path, fig in figures.items():
         with timer(f"save:{path}"):

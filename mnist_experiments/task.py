@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
@@ -25,8 +25,10 @@ class JobContext:
     """Where a job was launched from and how (filled from Hydra when it runs the job)."""
 
     launch_dir: str
-    output_dir: Optional[str]
-    overrides: List[str]
+    output_dir: Optional[str] = None
+    overrides: List[str] = field(default_factory=list)
+    tags: Dict[str, str] = field(default_factory=dict)  # extra run tags (e.g. reproduces)
+    parent_run_id: Optional[str] = None  # e.g. the sweep's parent run
 
     @classmethod
     def from_hydra(cls) -> "JobContext":
@@ -52,7 +54,21 @@ def run_name_for(cfg: DictConfig, overrides: List[str]) -> str:
     return f"{cfg.model.name}-{cfg.data.name}"
 
 
+@dataclass
+class Outcome:
+    """What a finished run produced."""
+
+    run_id: str
+    objective: float
+    metrics: Dict[str, float]
+
+
 def train(cfg: DictConfig, context: Optional[JobContext] = None) -> float:
+    """Train, evaluate and track ``cfg``; return the objective (for Hydra sweepers)."""
+    return run_experiment(cfg, context).objective
+
+
+def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Outcome:
     """Train, evaluate and track one experiment described by ``cfg``.
 
     Parameters
@@ -64,8 +80,9 @@ def train(cfg: DictConfig, context: Optional[JobContext] = None) -> float:
 
     Returns
     -------
-    float
-        The objective: the final epoch's validation accuracy.
+    Outcome
+        The MLflow run id, the objective (the final epoch's validation accuracy) and
+        the run's final metrics.
 
     Raises
     ------
@@ -104,8 +121,17 @@ def train(cfg: DictConfig, context: Optional[JobContext] = None) -> float:
     )
     if context.output_dir:
         tags["hydra.output_dir"] = context.output_dir
+    tags.update(context.tags)
 
-    with tracking.tracked_run(experiment_id, run_name_for(cfg, context.overrides), tags) as run:
+    kfold = cfg.cv.name == "kfold"
+    if kfold:
+        from mnist_experiments import cv
+
+        x_pool, y_pool = cv.training_pool(dataset, cfg.data.validation)
+        cv.check_folds(y_pool, cfg.cv)  # before any run exists
+
+    with tracking.tracked_run(experiment_id, run_name_for(cfg, context.overrides), tags,
+                              parent_run_id=context.parent_run_id) as run:
         log.info("MLflow run %s in %s", run.info.run_id, uri)
         container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
         tracking.log_params_flat(tracking.flatten(container))
@@ -113,30 +139,102 @@ def train(cfg: DictConfig, context: Optional[JobContext] = None) -> float:
         mlflow.log_dict({"overrides": context.overrides}, "overrides.yaml")
         mlflow.log_dict({"source": dataset.source, "fingerprint": dataset.fingerprint,
                          "shapes": dataset.shapes()}, "data.json")
-
-        def log_epoch(metrics: Dict[str, float], step: int) -> None:
-            mlflow.log_metrics(metrics, step=step, synchronous=False)
-
-        from mnist_experiments import artifacts
-
-        result = training.fit(cfg, dataset.x_train, dataset.y_train, dataset.x_val,
-                              dataset.y_val, on_metrics=log_epoch,
-                              callbacks=artifacts.training_callbacks(cfg, dataset))
-        proba = training.predict_proba(result.model, dataset.x_test)
-        test_metrics = training.classification_metrics(dataset.y_test, proba)
-        objective = result.history["val_accuracy"][-1]
-        mlflow.log_metrics(
-            {
-                **test_metrics,
-                "objective": objective,
-                "fit_seconds": result.fit_seconds,
-                "first_epoch_seconds": result.epoch_seconds[0],
-                "seconds_per_epoch": sum(result.epoch_seconds) / len(result.epoch_seconds),
-            }
-        )
-        log.info("test %s", " ".join(f"{k}={v:.4f}" for k, v in test_metrics.items()))
-
-        artifacts.log_run_artifacts(cfg, dataset, result, proba)
+        if kfold:
+            metrics = _kfold(cfg, dataset, x_pool, y_pool, experiment_id, tags)
+        else:
+            metrics = _holdout(cfg, dataset)
         mlflow.log_metric("total_seconds", time.perf_counter() - started)
-    log.info("objective (final val_accuracy) = %.4f", objective)
-    return float(objective)
+        run_id = run.info.run_id
+    objective = metrics["objective"]
+    log.info("objective (%s) = %.4f", "cv_val_accuracy_mean" if kfold else "final val_accuracy",
+             objective)
+    return Outcome(run_id=run_id, objective=float(objective), metrics=metrics)
+
+
+def _log_epoch(metrics: Dict[str, float], step: int) -> None:
+    import mlflow
+
+    mlflow.log_metrics(metrics, step=step, synchronous=False)
+
+
+def _fit_and_test(cfg: DictConfig, dataset: Any, x_train, y_train, x_val, y_val,
+                  prefix: str = "") -> Dict[str, float]:
+    """Fit, evaluate on the test set, log metrics and every run artifact."""
+    import mlflow
+
+    from mnist_experiments import artifacts, training
+
+    result = training.fit(cfg, x_train, y_train, x_val, y_val, on_metrics=_log_epoch,
+                          callbacks=artifacts.training_callbacks(cfg, dataset), prefix=prefix)
+    proba = training.predict_proba(result.model, dataset.x_test)
+    test_metrics = training.classification_metrics(dataset.y_test, proba)
+    mlflow.log_metrics(
+        {
+            **test_metrics,
+            "fit_seconds": result.fit_seconds,
+            "first_epoch_seconds": result.epoch_seconds[0],
+            "seconds_per_epoch": sum(result.epoch_seconds) / len(result.epoch_seconds),
+        }
+    )
+    log.info("%stest %s", prefix, " ".join(f"{k}={v:.4f}" for k, v in test_metrics.items()))
+    artifacts.log_run_artifacts(cfg, dataset, result, proba)
+    return {**test_metrics, "final_val_accuracy": result.history.get("val_accuracy", [float("nan")])[-1]}
+
+
+def _holdout(cfg: DictConfig, dataset: Any) -> Dict[str, float]:
+    import mlflow
+
+    metrics = _fit_and_test(cfg, dataset, dataset.x_train, dataset.y_train,
+                            dataset.x_val, dataset.y_val)
+    metrics["objective"] = metrics.pop("final_val_accuracy")
+    mlflow.log_metric("objective", metrics["objective"])
+    return metrics
+
+
+def _kfold(cfg: DictConfig, dataset: Any, x_pool, y_pool, experiment_id: str,
+           tags: Dict[str, str]) -> Dict[str, float]:
+    """Folds as child runs; their summary, plots and (with refit) the final model here."""
+    import keras
+    import mlflow
+
+    from mnist_experiments import artifacts, cv, plots, training
+
+    names = list(dataset.class_names)
+    child_tags = {k: v for k, v in tags.items() if k != "hydra.output_dir"}
+    folds = cv.run_folds(cfg, x_pool, y_pool, names, experiment_id, child_tags)
+    summary = cv.summarize(folds.results)
+    mlflow.log_metrics({**summary, "objective": summary["cv_val_accuracy_mean"]})
+    for r in folds.results:
+        mlflow.log_metric("fold_val_accuracy", r.history["val_accuracy"][-1], step=r.fold)
+        mlflow.log_metric("fold_val_loss", r.history["val_loss"][-1], step=r.fold)
+    mlflow.log_dict({f"fold-{r.fold}": r.run_id for r in folds.results}, "cv/fold_runs.json")
+    log.info("cross-validation: val_accuracy %.4f ± %.4f over %d folds",
+             summary["cv_val_accuracy_mean"], summary["cv_val_accuracy_std"], len(folds.results))
+    if cfg.viz.enabled:
+        histories = [r.history for r in folds.results]
+        mlflow.log_figure(plots.fold_curves(histories, metric="val_accuracy"),
+                          "plots/cv_val_accuracy_per_epoch.png")
+        mlflow.log_figure(plots.fold_curves(histories, metric="val_loss"),
+                          "plots/cv_val_loss_per_epoch.png")
+        mlflow.log_figure(
+            plots.fold_summary([r.history["val_accuracy"][-1] for r in folds.results]),
+            "plots/cv_fold_accuracy.png")
+
+    metrics = {**summary, "objective": summary["cv_val_accuracy_mean"]}
+    if cfg.cv.refit:
+        keras.backend.clear_session()
+        training.seed_everything(int(cfg.seed), bool(cfg.train.deterministic))
+        log.info("refit on all %d training images", len(y_pool))
+        test_metrics = _fit_and_test(cfg, dataset, x_pool, y_pool, None, None, prefix="refit ")
+        test_metrics.pop("final_val_accuracy")
+        metrics.update(test_metrics)
+    elif cfg.viz.enabled and cfg.viz.activations:
+        # the notebook: activation maps of the last fold's model, for one of its validation images
+        index = int(folds.last_val_idx[artifacts.sample_index(cfg.viz, int(cfg.seed),
+                                                              len(folds.last_val_idx))])
+        figures = artifacts.activation_artifacts(
+            folds.last_model, x_pool[index], names[int(y_pool[index])], index,
+            int(cfg.viz.max_channels))
+        for path, fig in figures.items():
+            mlflow.log_figure(fig, path)
+    return metrics

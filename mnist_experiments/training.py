@@ -116,18 +116,21 @@ def fit(
     cfg: Any,
     x_train: np.ndarray,
     y_train: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
+    x_val: Optional[np.ndarray],
+    y_val: Optional[np.ndarray],
     on_metrics: Optional[Callable[[Dict[str, float], int], None]] = None,
     callbacks: Optional[List[keras.callbacks.Callback]] = None,
     prefix: str = "",
 ) -> FitResult:
-    """Build, compile and train a model on uint8 images; validate after every epoch."""
+    """Build, compile and train a model on uint8 images; validate after every epoch.
+
+    ``x_val=None`` trains without a validation set (a k-fold refit).
+    """
     model = build_and_compile(cfg)
     batch_size = int(cfg.train.batch_size)
     train_ds = make_dataset(to_float(x_train), y_train, batch_size, shuffle=True,
                             seed=int(cfg.seed), shuffle_buffer=cfg.train.shuffle_buffer)
-    val_ds = make_dataset(to_float(x_val), y_val, batch_size)
+    val_ds = None if x_val is None else make_dataset(to_float(x_val), y_val, batch_size)
     epochs = int(cfg.train.epochs)
     logger = EpochLogger(epochs, on_metrics, prefix=prefix)
     start = time.perf_counter()
