@@ -125,7 +125,7 @@ def run_folds(
             result = training.fit(cfg, x[train_idx], y[train_idx], x[val_idx], y[val_idx],
                                   on_metrics=log_fold_epoch, prefix=prefix)
             proba = training.predict_proba(result.model, x[val_idx])
-            val_metrics = training.classification_metrics(y[val_idx], proba, prefix="val_")
+            val_metrics = training.classification_metrics(y[val_idx], proba, prefix="final_val_")
             mlflow.log_metrics({**val_metrics, "fit_seconds": result.fit_seconds})
             labels = list(range(len(class_names)))
             cm = confusion_matrix(y[val_idx], proba.argmax(axis=1), labels=labels)

@@ -407,11 +407,13 @@ def activation_grid(feature_maps, layer_name, max_channels=16, title=None) -> Fi
     finite = shown[np.isfinite(shown)]
     vmin = float(finite.min()) if finite.size else 0.0
     vmax = float(finite.max()) if finite.size else 1.0
+    subtitle = None
     if vmax <= vmin:  # e.g. a dead ReLU layer: all zeros
+        subtitle = f"every activation shown is {vmin:g}"
         vmax = vmin + 1.0
     titles = [f"ch {j}" for j in range(k)]
-    grid = _Grid(k, cell=1.3, titles=titles, title_size=9.5, title=full_title, right=1.1,
-                 gap=0.14)
+    grid = _Grid(k, cell=1.3, titles=titles, title_size=9.5, title=full_title,
+                 subtitle=subtitle, right=1.1, gap=0.14)
     im = None
     for j in range(k):
         im = grid.image(j, shown[..., j], titles[j], ACTIVATION_CMAP, vmin, vmax, frame=None)
@@ -443,6 +445,9 @@ def training_curves(history: Dict[str, List[float]], title="Training curves") ->
     series' last value.
     """
     history = dict(history or {})
+    keys = ("accuracy", "val_accuracy", "loss", "val_loss")
+    all_epochs = max((len(history.get(k) or []) for k in keys), default=0)
+    marker_size = 5 if all_epochs <= 40 else (3 if all_epochs <= 80 else 0)
     width, height, top, bottom = 10.0, 4.3, 0.75, 0.55
     fig = _figure(width, height)
     axes = fig.subplots(1, 2)
@@ -455,8 +460,9 @@ def training_curves(history: Dict[str, List[float]], title="Training curves") ->
             if values is not None and len(values):
                 label = f"{label} (last {_fmt(float(values[-1]))})"
             n_epochs = max(n_epochs, _plot_series(ax, values, label, marker=marker,
-                                                  markersize=5, color=color, linewidth=1.8))
-        _epoch_axis(ax, n_epochs)
+                                                  markersize=marker_size, color=color,
+                                                  linewidth=1.8))
+        _epoch_axis(ax, all_epochs)
         ax.set_ylabel(key)
         ax.set_title(key.capitalize(), fontsize=11)
         if n_epochs:
@@ -487,9 +493,18 @@ def confusion_matrix_figure(cm, class_names, title="Confusion matrix (test set)"
     total = cm.sum()
     integer = np.issubdtype(cm.dtype, np.integer) or bool(np.all(np.mod(cm, 1) == 0))
     cells = [[f"{int(v)}" if integer else f"{v:.2f}" for v in row] for row in cm]
-    n_text = str(int(total)) if integer else f"{total:g}"
-    acc_text = f"accuracy {float(np.trace(cm) / total):.1%}" if total else "no samples"
-    full_title = f"{title} {EM_DASH} {acc_text} (n={n_text})"
+    row_normalized = (not integer and k > 0
+                      and bool(np.allclose(cm.sum(axis=1), 1.0, atol=1e-3)))
+    if not total:
+        summary = "no samples"
+    elif integer:
+        summary = f"accuracy {float(np.trace(cm) / total):.1%} (n={int(total)})"
+    elif row_normalized:  # mean of the per-class recalls
+        summary = f"balanced accuracy {float(np.trace(cm) / k):.1%}"
+    else:
+        summary = f"accuracy {float(np.trace(cm) / total):.1%}"
+    full_title = f"{title} {EM_DASH} {summary}"
+    bar_label = "count" if integer else ("fraction of true class" if row_normalized else "value")
 
     cell = min(0.6, max(0.25, 8.0 / max(k, 1)))  # inches per cell
     side = max(k * cell, 3.0)
@@ -509,7 +524,7 @@ def confusion_matrix_figure(cm, class_names, title="Confusion matrix (test set)"
     ax = _add_axes(fig, left, bottom, side, side)
     im = ax.imshow(cm, cmap=CM_CMAP, interpolation="nearest", aspect="auto")
     cax = _add_axes(fig, left + side + 0.2, bottom + side * 0.1, 0.16, side * 0.8)
-    fig.colorbar(im, cax=cax, label="count" if integer else "value")
+    fig.colorbar(im, cax=cax, label=bar_label)
     vmax = float(cm.max()) if cm.size else 0.0
     for i in range(k):
         for j in range(k):
@@ -583,7 +598,7 @@ def architecture_diagram(layers: List[Dict[str, Any]], title="Architecture") -> 
     legend_w = _widest(list(kinds), 9) + 0.75
     header = 0.6
     width = max(0.2 + box_w + 0.25 + legend_w, _text_width(full_title, TITLE_SIZE, True) + 0.4)
-    height = header + n * unit + 0.1
+    height = max(header + n * unit + 0.1, 3.1)
     fig = _figure(width, height)
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     ax.set_xlim(0.0, width)
@@ -622,6 +637,7 @@ def fold_curves(fold_histories: List[Dict[str, List[float]]], metric="val_accura
     folds = list(fold_histories or [])
     title = title or f"{metric} per epoch in each of {len(folds)} folds"
     width, height, top, bottom = 8.0, 4.6, 0.6, 0.55
+    width = max(width, _text_width(title, TITLE_SIZE, True) + 0.4)
     fig = _figure(width, height)
     ax = fig.subplots()
     n_epochs = 0
@@ -655,14 +671,18 @@ def fold_summary(final_scores: List[float], metric="val_accuracy", title=None) -
     """
     scores = np.asarray(list(final_scores or []), dtype=float).reshape(-1)
     k = scores.size
-    title = title or f"Final {metric} per fold ({k} folds)"
+    title = title or f"Final {metric} per fold ({k} fold{'s' if k != 1 else ''})"
     if k == 0 or not np.isfinite(scores).any():
         return _message_figure(title, "No fold scores.")
     mean, std = float(np.nanmean(scores)), float(np.nanstd(scores))
     band_label = f"mean {mean:.3f} {PLUS_MINUS} {std:.3f}"
+    failed = int(np.sum(~np.isfinite(scores)))
+    summary = band_label + (f" (over {k - failed} folds; {failed} failed)" if failed else "")
     legend_w = _text_width(band_label, 9) + 0.75
-    top, bottom = 0.85, 0.45
-    width, height = max(5.5, 0.75 * k + 2.0) + legend_w, 4.4
+    top, bottom = 0.85, 0.45 + (0.2 if failed else 0.0)
+    width = max(max(5.5, 0.75 * k + 2.0) + legend_w,
+                _text_width(f"{title}\n{summary}", TITLE_SIZE, True) + 0.4)
+    height = 4.4
     fig = _figure(width, height)
     ax = fig.subplots()
     x = np.arange(1, k + 1)
@@ -672,14 +692,14 @@ def fold_summary(final_scores: List[float], metric="val_accuracy", title=None) -
     ax.axhline(mean, color=TRAIN_COLOR, linewidth=1.8, linestyle="--", label=band_label)
     ax.plot(x[ok], scores[ok], "o", color=BEST_COLOR, markersize=9, zorder=3,
             label="fold score")
-    for xi, s in zip(x, scores):
-        if np.isfinite(s):
-            ax.annotate(f"{s:.3f}", (xi, s), textcoords="offset points", xytext=(0, 9),
-                        ha="center", fontsize=9)
-        else:
-            ax.annotate("failed", (xi, mean), ha="center", va="center", fontsize=9,
-                        color=WRONG_COLOR)
-    ax.set_xticks(x, labels=[f"fold {i}" for i in x])
+    for xi, s in zip(x[ok], scores[ok]):
+        ax.annotate(f"{s:.3f}", (xi, s), textcoords="offset points", xytext=(0, 9),
+                    ha="center", fontsize=9)
+    ax.set_xticks(x, labels=[f"fold {i}" if np.isfinite(s) else f"fold {i}\n(failed)"
+                             for i, s in zip(x, scores)])
+    for lab, s in zip(ax.get_xticklabels(), scores):
+        if not np.isfinite(s):
+            lab.set_color(WRONG_COLOR)
     ax.set_xlim(0.4, k + 0.6)
     finite = scores[ok]
     lo, hi = min(finite.min(), mean - std), max(finite.max(), mean + std)
@@ -691,7 +711,7 @@ def fold_summary(final_scores: List[float], metric="val_accuracy", title=None) -
     _place(fig, ax, left, bottom, width - left - legend_w - 0.2, height - top - bottom)
     fig.legend(loc="upper left", fontsize=9, frameon=False,
                bbox_to_anchor=(1.0 - (legend_w + 0.1) / width, 1.0 - top / height))
-    _suptitle(fig, f"{title}\n{band_label}", height, TITLE_SIZE)
+    _suptitle(fig, f"{title}\n{summary}", height, TITLE_SIZE)
     return fig
 
 

@@ -102,6 +102,13 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Out
         dataset.fingerprint[:12],
     )
 
+    kfold = cfg.cv.name == "kfold"
+    if kfold:
+        from mnist_experiments import cv
+
+        x_pool, y_pool = cv.training_pool(dataset, cfg.data.validation)
+        cv.check_folds(y_pool, cfg.cv)  # before any run exists
+
     import mlflow
 
     from mnist_experiments import tracking, training
@@ -122,13 +129,6 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Out
     if context.output_dir:
         tags["hydra.output_dir"] = context.output_dir
     tags.update(context.tags)
-
-    kfold = cfg.cv.name == "kfold"
-    if kfold:
-        from mnist_experiments import cv
-
-        x_pool, y_pool = cv.training_pool(dataset, cfg.data.validation)
-        cv.check_folds(y_pool, cfg.cv)  # before any run exists
 
     with tracking.tracked_run(experiment_id, run_name_for(cfg, context.overrides), tags,
                               parent_run_id=context.parent_run_id) as run:

@@ -1,0 +1,405 @@
+"""Finding, loading and registering the models that ``mnist-exp`` logs to MLflow.
+
+A model is named by any of:
+
+* a run id (32 hex digits): the model the run logged, ``runs:/<id>/model``;
+* ``runs:/<run id>/<path>``;
+* ``models:/<name>/<version>`` or ``models:/<name>@<alias>`` (the model registry);
+* ``models:/m-<id>`` or just ``m-<id>`` (an MLflow 3 logged model);
+* a local directory holding an ``MLmodel`` file (a downloaded or saved model).
+
+:func:`load` downloads the model and loads its ``.keras`` file with Keras' safe mode
+**on** (no ``lambda``/arbitrary code is deserialized, whatever the process' global
+Keras setting). MLflow 3.17's Keras flavor calls ``keras.saving.load_model(path,
+**load_model_kwargs)`` and never turns safe mode off; we pass ``safe_mode=True``
+explicitly and also hold Keras' safe-mode scope while loading, because a global
+``keras.config.enable_unsafe_deserialization()`` would otherwise win over the argument.
+
+It also finds the run that logged the model and reads the config that run was trained
+with (its ``config.yaml`` artifact): the class names for predictions and the data
+config that reproduces the run's test set.
+
+Importing this module is cheap: MLflow and Keras are imported when a function needs
+them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+from mnist_experiments.errors import UserError
+
+RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+MODEL_ID_RE = re.compile(r"^m-[0-9a-f]{32}$")
+MODEL_ARTIFACT = "model"  # artifacts.log_model logs with name="model"
+DEFAULT_CLASS_NAMES = [str(i) for i in range(10)]
+
+MODEL_FORMS = (
+    "a run id, runs:/<run id>/model, models:/<name>/<version>, models:/<name>@<alias>, "
+    "models:/m-<model id> or a local model directory"
+)
+
+
+class ModelError(UserError):
+    """The model cannot be found or loaded (bad id, wrong store, not a Keras model)."""
+
+
+@dataclass
+class LoadedModel:
+    """A Keras model loaded from MLflow, with where it came from.
+
+    Attributes
+    ----------
+    model : keras.Model
+    spec : str
+        What the user gave (e.g. a run id).
+    uri : str
+        The MLflow model URI (or local directory) it was loaded from.
+    run_id : str or None
+        The run that logged the model (from its ``MLmodel`` file).
+    model_id : str or None
+        The MLflow 3 logged-model id (``m-...``), if any.
+    class_names : list of str
+        One name per output unit: the training run's ``data.class_names`` if they
+        fit, else ``"0"``, ``"1"``, ...
+    run_config : dict or None
+        The training run's ``config.yaml`` artifact (the composed config), if found.
+    tracking_uri : str or None
+        The tracking store used.
+    """
+
+    model: Any
+    spec: str
+    uri: str
+    run_id: Optional[str] = None
+    model_id: Optional[str] = None
+    class_names: List[str] = field(default_factory=lambda: list(DEFAULT_CLASS_NAMES))
+    run_config: Optional[Dict[str, Any]] = None
+    tracking_uri: Optional[str] = None
+    warnings: List[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ tracking store
+def tracking_uri_for(tracking_uri: Optional[str] = None, cwd: Optional[str] = None,
+                     must_exist: bool = True) -> str:
+    """``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``.
+
+    A relative SQLite path is made absolute against ``cwd`` (default: the working
+    directory). With ``must_exist``, a SQLite file that does not exist is an error
+    rather than a new, empty store created as a side effect.
+    """
+    from mnist_experiments.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri, cwd or os.getcwd())
+    prefix = "sqlite:///"
+    if must_exist and uri.startswith(prefix):
+        db = Path(uri[len(prefix):])
+        if not db.is_file():
+            raise ModelError(
+                f"There is no MLflow tracking store at {uri} ({db} does not exist), so no "
+                "logged model can be found there. Run this command in the directory where "
+                "you ran mnist-exp (it keeps its runs in ./mlflow.db), or point it at the "
+                "store with --tracking-uri sqlite:////abs/path/mlflow.db (or "
+                "http://host:5000), or set $MLFLOW_TRACKING_URI."
+            )
+    return uri
+
+
+@contextlib.contextmanager
+def using_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's global tracking and registry URIs at ``uri``; restore them after.
+
+    ``mlflow.register_model`` and ``models:/`` URIs use the global URIs, and
+    ``mlflow.set_tracking_uri`` also exports ``$MLFLOW_TRACKING_URI``: both are put back.
+    """
+    import mlflow
+
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved_env = {name: os.environ.get(name) for name in names}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved_env["MLFLOW_TRACKING_URI"])  # None: unset
+        mlflow.set_registry_uri(saved_env["MLFLOW_REGISTRY_URI"])
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", None) or exc).strip()
+    line = text.splitlines()[0].strip() if text else type(exc).__name__
+    if len(line) > 400:
+        line = line[:400] + "..."
+    return line if line.endswith((".", "!", "?")) else line + "."
+
+
+# ----------------------------------------------------------------- model URIs
+def resolve_model_uri(spec: str) -> str:
+    """The MLflow model URI (or local directory) for what the user wrote.
+
+    ``<run id>`` becomes ``runs:/<run id>/model`` and ``m-<id>`` ``models:/m-<id>``;
+    ``runs:/...``, ``models:/...`` and an existing directory with an ``MLmodel`` file
+    are kept. Anything else raises :class:`ModelError`.
+    """
+    text = str(spec).strip()
+    if RUN_ID_RE.match(text):
+        return f"runs:/{text}/{MODEL_ARTIFACT}"
+    if MODEL_ID_RE.match(text):
+        return f"models:/{text}"
+    if text.startswith("runs:/"):
+        parts = text[len("runs:/"):].strip("/").split("/", 1)
+        if not parts[0] or len(parts) == 1:
+            raise ModelError(
+                f"The model URI {spec!r} names no model path: write runs:/<run id>/model "
+                f"(mnist-exp logs its model as 'model'), or give {MODEL_FORMS}."
+            )
+        return text
+    if text.startswith("models:/"):
+        rest = text[len("models:/"):].strip("/")
+        if not rest or ("/" not in rest and "@" not in rest and not rest.startswith("m-")):
+            raise ModelError(
+                f"The model URI {spec!r} is incomplete: a registered model needs a version "
+                "or an alias (models:/<name>/<version>, models:/<name>@<alias>); a logged "
+                f"model is models:/m-<id>. Give {MODEL_FORMS}."
+            )
+        return text
+    path = Path(text).expanduser()
+    if path.is_dir() and (path / "MLmodel").is_file():
+        return str(path.resolve())
+    if path.exists():
+        raise ModelError(
+            f"{spec!r} is a local path but not an MLflow model directory (no MLmodel file "
+            f"in it). Give {MODEL_FORMS}."
+        )
+    raise ModelError(
+        f"{spec!r} is not a model reference. Give {MODEL_FORMS} (a run id is the 32 hex "
+        "digits shown by mnist-exp and in the MLflow UI)."
+    )
+
+
+def _is_local(uri: str) -> bool:
+    return "://" not in uri and ":/" not in uri
+
+
+# ---------------------------------------------------------------------- loading
+def load(spec: str, tracking_uri: Optional[str] = None, cwd: Optional[str] = None) -> LoadedModel:
+    """Download and load a logged Keras model, with Keras' safe mode on.
+
+    Parameters
+    ----------
+    spec : str
+        A model reference (see the module docstring).
+    tracking_uri : str, optional
+        The tracking store; default ``$MLFLOW_TRACKING_URI``, else ``./mlflow.db``.
+    cwd : str, optional
+        The directory a relative SQLite path is resolved against (default: cwd).
+
+    Returns
+    -------
+    LoadedModel
+
+    Raises
+    ------
+    ModelError
+        If the reference is malformed, the store or the model does not exist, the
+        model is not a Keras model, or the Keras file cannot be loaded safely.
+    """
+    uri = resolve_model_uri(spec)
+    local = _is_local(uri)
+    store: Optional[str]
+    if local:
+        try:
+            store = tracking_uri_for(tracking_uri, cwd, must_exist=True)
+        except ModelError:
+            store = None  # a local model works without a store (default class names)
+    else:
+        store = tracking_uri_for(tracking_uri, cwd, must_exist=True)
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
+
+    where = f" in the tracking store {store}" if store else ""
+    with contextlib.ExitStack() as stack:
+        if store:
+            stack.enter_context(using_tracking_uri(store))
+        if local:
+            model_dir = Path(uri)
+        else:
+            import mlflow
+
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="mnist-exp-model-"))
+            try:
+                model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri,
+                                                                     dst_path=tmp))
+            except (MlflowException, OSError) as exc:
+                raise ModelError(
+                    f"Cannot find the model {spec!r} ({uri}){where}: {_first_line(exc)} "
+                    f"Check the reference (mlflow ui shows run ids and registered models; "
+                    f"{MODEL_FORMS} are accepted) and that --tracking-uri / "
+                    "$MLFLOW_TRACKING_URI names the store the model was logged to."
+                ) from exc
+        mlmodel = model_dir / "MLmodel"
+        if not mlmodel.is_file():
+            raise ModelError(
+                f"{spec!r} ({uri}){where} holds no MLmodel file, so it is not a logged "
+                "MLflow model (was the run trained with mlflow.log_model=false?). Give a "
+                f"run that logged its model, or {MODEL_FORMS}."
+            )
+        try:
+            meta = Model.load(str(mlmodel))
+        except Exception as exc:  # malformed YAML and the like
+            raise ModelError(
+                f"The MLmodel file of {spec!r} ({uri}) cannot be read: {_first_line(exc)} "
+                "The model is damaged; log it again."
+            ) from exc
+        flavor = (meta.flavors or {}).get("keras")
+        if flavor is None:
+            raise ModelError(
+                f"{spec!r} ({uri}) is a model of flavor(s) {', '.join(sorted(meta.flavors or {}))}, "
+                "not a Keras model logged with mlflow.keras.log_model (as mnist-exp does). "
+                "Give a model logged by mnist-exp."
+            )
+        if flavor.get("save_exported_model"):
+            raise ModelError(
+                f"{spec!r} ({uri}) was logged as an exported TensorFlow SavedModel "
+                "(save_exported_model=True), which cannot be used as a Keras model here. "
+                "Log the model in the .keras format (mnist-exp's default)."
+            )
+        model = _load_keras_safely(model_dir, spec, uri)
+
+    loaded = LoadedModel(model=model, spec=str(spec), uri=uri, run_id=meta.run_id,
+                         model_id=getattr(meta, "model_id", None), tracking_uri=store)
+    if store and meta.run_id:
+        loaded.run_config = run_config(meta.run_id, store)
+    n_out = _output_units(model)
+    names = class_names_from(loaded.run_config, n_out)
+    if loaded.run_config is None:
+        loaded.warnings.append(
+            f"The model's run has no config.yaml (or it could not be read): class names "
+            f"default to 0..{n_out - 1}."
+        )
+    loaded.class_names = names
+    return loaded
+
+
+def _load_keras_safely(model_dir: Path, spec: str, uri: str) -> Any:
+    """``mlflow.keras.load_model`` on a local copy, with safe mode forced on."""
+    import mlflow.keras
+
+    try:  # Keras' scope beats a global enable_unsafe_deserialization()
+        from keras.src.saving.serialization_lib import SafeModeScope
+        scope = SafeModeScope(True)
+    except ImportError:  # pragma: no cover - a Keras without the private module
+        scope = contextlib.nullcontext()
+    try:
+        with scope:
+            return mlflow.keras.load_model(str(model_dir), load_model_kwargs={"safe_mode": True})
+    except Exception as exc:
+        reason = _first_line(exc)
+        hint = ""
+        if "safe_mode" in reason or "lambda" in reason.lower():
+            hint = (" Keras' safe mode refused it: the file contains serialized code "
+                    "(e.g. a Lambda layer), which is never loaded from a tracking store.")
+        raise ModelError(
+            f"The Keras model of {spec!r} ({uri}) cannot be loaded: {reason}{hint} The "
+            "model file is damaged or was written by an incompatible Keras version."
+        ) from exc
+
+
+def _output_units(model: Any) -> int:
+    try:
+        return int(model.outputs[0].shape[-1])
+    except Exception:  # pragma: no cover - a model without a known output shape
+        return len(DEFAULT_CLASS_NAMES)
+
+
+def run_config(run_id: str, tracking_uri: str) -> Optional[Dict[str, Any]]:
+    """The ``config.yaml`` artifact of ``run_id`` (the composed training config), or None."""
+    import yaml
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    client = MlflowClient(tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="mnist-exp-config-") as tmp:
+        try:
+            path = client.download_artifacts(run_id, "config.yaml", tmp)
+            with open(path, encoding="utf-8") as fh:
+                config = yaml.safe_load(fh)
+        except (MlflowException, OSError, yaml.YAMLError):
+            return None
+    return config if isinstance(config, dict) else None
+
+
+def class_names_from(config: Optional[Dict[str, Any]], n_out: int = 10) -> List[str]:
+    """``data.class_names`` of a training config if there is one per output, else 0..n-1."""
+    names = ((config or {}).get("data") or {}).get("class_names")
+    if isinstance(names, list) and len(names) == n_out:
+        return [str(n) for n in names]
+    return [str(i) for i in range(n_out)]
+
+
+# ----------------------------------------------------------------- registering
+def register(run_id_or_uri: str, name: str, alias: Optional[str] = None,
+             tracking_uri: Optional[str] = None, cwd: Optional[str] = None) -> Any:
+    """Register a logged model as a new version of ``name`` (created if needed).
+
+    Parameters
+    ----------
+    run_id_or_uri : str
+        A run id (its ``model``), ``runs:/...``, or ``models:/m-<id>``.
+    name : str
+        The registered model name.
+    alias : str, optional
+        Point this alias (e.g. ``"champion"``) at the new version, so that
+        ``models:/<name>@<alias>`` loads it.
+    tracking_uri : str, optional
+        The store (also used as the registry); default as for :func:`load`.
+
+    Returns
+    -------
+    mlflow.entities.model_registry.ModelVersion
+        With ``.name`` and ``.version``; ``models:/<name>/<version>`` loads it.
+
+    Raises
+    ------
+    ModelError
+        If the model cannot be found or registered, or the name or alias is invalid.
+    """
+    uri = resolve_model_uri(run_id_or_uri)
+    if _is_local(uri):
+        raise ModelError(
+            f"{run_id_or_uri!r} is a local directory; register a model logged to the "
+            "tracking store (a run id, runs:/<run id>/model or models:/m-<id>) instead."
+        )
+    store = tracking_uri_for(tracking_uri, cwd, must_exist=True)
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    with using_tracking_uri(store):
+        try:
+            version = mlflow.register_model(uri, name)
+            if alias:
+                MlflowClient(store, registry_uri=store).set_registered_model_alias(
+                    name, alias, str(version.version))
+        except MlflowException as exc:
+            raise ModelError(
+                f"Cannot register {run_id_or_uri!r} ({uri}) as {name!r}"
+                f"{f' with alias {alias!r}' if alias else ''} in {store}: "
+                f"{_first_line(exc)} Check the run id (its model must have been logged) "
+                "and the name/alias (an alias may not look like a version, e.g. v1)."
+            ) from exc
+    return version

@@ -1,0 +1,434 @@
+"""Tests for mnist_experiments.plots: real Matplotlib, rendered to PNG and decoded."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import matplotlib.pyplot as plt  # only to check that plots.py leaves its registry empty
+import numpy as np
+import pytest
+from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.image import AxesImage
+from matplotlib.text import Text
+from PIL import Image
+
+from mnist_experiments import plots
+
+DIGITS = [str(i) for i in range(10)]
+FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+           "Sneaker", "Bag", "Ankle boot"]
+RED = to_hex(plots.WRONG_COLOR)
+
+LAYERS = [
+    {"name": "input", "type": "InputLayer", "output_shape": "(None, 28, 28, 1)", "params": 0},
+    {"name": "conv1", "type": "Conv2D", "output_shape": "(None, 26, 26, 32)", "params": 320},
+    {"name": "bn1", "type": "BatchNormalization", "output_shape": "(None, 26, 26, 32)",
+     "params": 128},
+    {"name": "pool1", "type": "MaxPooling2D", "output_shape": "(None, 13, 13, 32)", "params": 0},
+    {"name": "conv2", "type": "Conv2D", "output_shape": "(None, 11, 11, 64)", "params": 18496},
+    {"name": "pool2", "type": "MaxPooling2D", "output_shape": "(None, 5, 5, 64)", "params": 0},
+    {"name": "flatten", "type": "Flatten", "output_shape": "(None, 1600)", "params": 0},
+    {"name": "dense1", "type": "Dense", "output_shape": "(None, 128)", "params": 204928},
+    {"name": "dropout", "type": "Dropout", "output_shape": "(None, 128)", "params": 0},
+    {"name": "output", "type": "Dense", "output_shape": "(None, 10)", "params": 1290},
+]
+HISTORY = {
+    "accuracy": [0.90, 0.95, 0.97], "val_accuracy": [0.92, 0.955, 0.965],
+    "loss": [0.35, 0.16, 0.09], "val_loss": [0.28, 0.15, 0.12],
+}
+
+
+# ---------------------------------------------------------------------- helpers
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    """40 digit-like uint8 images (n, 28, 28): a bright blob at a varying place."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:28, 0:28]
+    out = np.empty((40, 28, 28), dtype=np.uint8)
+    for i in range(40):
+        cy, cx = rng.integers(8, 20, size=2)
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 30.0)
+        out[i] = np.clip(blob * 255 + rng.integers(0, 30, (28, 28)), 0, 255).astype(np.uint8)
+    return out
+
+
+def render(fig: Figure, tmp_path, name: str = "fig.png") -> np.ndarray:
+    """Save with save_png, decode with PIL, check size and that it is not blank."""
+    assert isinstance(fig, Figure)
+    path = tmp_path / name
+    plots.save_png(fig, path)
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        w, h = im.size
+        pixels = np.asarray(im.convert("L"), dtype=float)
+    assert 300 <= w <= 4000 and 300 <= h <= 4000, (w, h)
+    assert pixels.std() > 0, "blank image"
+    return pixels
+
+
+def all_texts(fig: Figure) -> list:
+    """Every Text artist of the figure (titles, labels, tick labels, annotations)."""
+    return [t for t in fig.findobj(Text) if t.get_text()]
+
+
+def text_strings(fig: Figure) -> list:
+    return [t.get_text() for t in all_texts(fig)]
+
+
+def panel_titles(fig: Figure) -> list:
+    """Titles of the image panels of a grid figure (texts starting with 'actual:')."""
+    return [t for t in all_texts(fig) if t.get_text().startswith("actual:")]
+
+
+def n_images(fig: Figure) -> int:
+    return len(fig.findobj(AxesImage))
+
+
+def drawn_text_boxes(fig: Figure) -> list:
+    """(text, window extent) of every non-empty text that is drawn (tick labels of
+    ticks outside the view limits are not drawn)."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    hidden = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                loc = tick.get_loc()
+                if loc is None or not (lo - 1e-9 <= loc <= hi + 1e-9):
+                    hidden.update({id(tick.label1), id(tick.label2)})
+    out = []
+    for t in fig.findobj(Text):
+        if id(t) in hidden or not t.get_visible() or not t.get_text().strip():
+            continue
+        out.append((t.get_text(), t.get_window_extent(renderer)))
+    return out
+
+
+def assert_readable_layout(fig: Figure) -> None:
+    """Every drawn text lies inside the figure and no two drawn texts overlap."""
+    boxes = drawn_text_boxes(fig)
+    frame = fig.bbox
+    for text, box in boxes:
+        assert frame.x0 - 1 <= box.x0 and box.x1 <= frame.x1 + 1, f"clipped: {text!r}"
+        assert frame.y0 - 1 <= box.y0 and box.y1 <= frame.y1 + 1, f"clipped: {text!r}"
+    shrunk = [(text, type(box).from_extents(box.x0 + 1, box.y0 + 1, box.x1 - 1, box.y1 - 1))
+              for text, box in boxes]
+    for i, (ta, a) in enumerate(shrunk):
+        for tb, b in shrunk[i + 1:]:
+            assert not a.overlaps(b), f"overlapping texts: {ta!r} and {tb!r}"
+
+
+# ---------------------------------------------------------------------- sample_grid
+@pytest.mark.parametrize("channel_axis", [False, True])
+def test_sample_grid_both_shapes(images, tmp_path, channel_axis):
+    x = images[..., None] if channel_axis else images
+    labels = np.arange(40) % 10
+    fig = plots.sample_grid(x, labels, DIGITS, n=25)
+    render(fig, tmp_path)
+    assert n_images(fig) == 25
+    strings = text_strings(fig)
+    assert "Training samples (first 25)" in strings
+    for i in range(25):
+        assert str(labels[i]) in strings
+
+
+def test_sample_grid_float_images_one_hot_labels_and_long_names(images, tmp_path):
+    x = images[:9].astype(np.float32) / 255.0
+    fig = plots.sample_grid(x, np.eye(10)[np.arange(9)], FASHION, n=25, title="Fashion")
+    render(fig, tmp_path)
+    assert n_images(fig) == 9
+    assert set(FASHION[:9]) <= set(text_strings(fig))
+    im = fig.findobj(AxesImage)[0]
+    assert im.get_clim() == (0.0, 1.0)
+    assert im.get_cmap().name == plots.IMAGE_CMAP
+
+
+def test_sample_grid_uint8_range(images):
+    fig = plots.sample_grid(images, np.zeros(40, int), DIGITS, n=4)
+    assert fig.findobj(AxesImage)[0].get_clim() == (0.0, 255.0)
+
+
+# ------------------------------------------------------------------ training_curves
+def test_training_curves(tmp_path):
+    fig = plots.training_curves(HISTORY)
+    render(fig, tmp_path)
+    acc_ax, loss_ax = fig.axes[:2]
+    assert acc_ax.get_xlabel() == "epoch" and loss_ax.get_xlabel() == "epoch"
+    assert acc_ax.get_ylabel() == "accuracy" and loss_ax.get_ylabel() == "loss"
+    assert len(acc_ax.lines) == 2 and len(loss_ax.lines) == 2
+    np.testing.assert_array_equal(acc_ax.lines[0].get_xdata(), [1, 2, 3])  # 1-based epochs
+    assert all(line.get_marker() not in (None, "None", "") for line in acc_ax.lines)
+    labels = [t.get_text() for t in acc_ax.get_legend().get_texts()]
+    assert labels[0].startswith("train") and labels[1].startswith("validation")
+    ticks = [t for t in acc_ax.get_xticks() if 0.5 <= t <= 3.5]
+    assert ticks == [1, 2, 3]
+
+
+def test_training_curves_single_epoch_and_missing_keys(tmp_path):
+    fig = plots.training_curves({"accuracy": [0.9], "loss": [0.3]})
+    render(fig, tmp_path)
+    assert len(fig.axes[0].lines) == 1 and len(fig.axes[1].lines) == 1
+    visible = [t for t in fig.axes[0].get_xticks() if 0.5 <= t <= 1.5]
+    assert visible == [1]
+    fig = plots.training_curves({"loss": [0.5, 0.4]})
+    render(fig, tmp_path, "missing.png")
+    assert "no accuracy recorded" in text_strings(fig)
+    render(plots.training_curves({}), tmp_path, "empty.png")
+
+
+# ---------------------------------------------------------------- confusion matrix
+def test_confusion_matrix_counts_and_accuracy(tmp_path):
+    rng = np.random.default_rng(1)
+    cm = rng.integers(0, 30, (10, 10)) + np.eye(10, dtype=int) * 450
+    fig = plots.confusion_matrix_figure(cm, FASHION)
+    render(fig, tmp_path)
+    ax = fig.axes[0]
+    cell_texts = [t.get_text() for t in ax.texts]
+    assert len(cell_texts) == 100
+    assert sorted(cell_texts) == sorted(str(v) for v in cm.ravel())
+    assert ax.get_xlabel() == "Predicted label" and ax.get_ylabel() == "True label"
+    assert [t.get_text() for t in ax.get_xticklabels()] == FASHION
+    assert [t.get_text() for t in ax.get_yticklabels()] == FASHION
+    assert all(t.get_rotation() == 45 for t in ax.get_xticklabels())
+    acc = np.trace(cm) / cm.sum()
+    title = ax.get_title()
+    assert f"accuracy {acc:.1%}" in title and f"(n={cm.sum()})" in title
+    assert len(fig.axes) == 2  # the matrix and its colour bar
+
+
+def test_confusion_matrix_normalized_and_empty(tmp_path):
+    cm = np.array([[8, 2], [1, 9]], dtype=float)
+    fig = plots.confusion_matrix_figure(cm / cm.sum(axis=1, keepdims=True), ["a", "b"])
+    render(fig, tmp_path)
+    assert "balanced accuracy 85.0%" in fig.axes[0].get_title()
+    assert "0.80" in [t.get_text() for t in fig.axes[0].texts]
+    fig = plots.confusion_matrix_figure(np.zeros((3, 3), int), ["x", "y", "z"])
+    render(fig, tmp_path, "empty.png")
+    assert "no samples" in fig.axes[0].get_title()
+
+
+# ----------------------------------------------------------------- prediction_grid
+@pytest.mark.parametrize("channel_axis", [False, True])
+def test_prediction_grid_marks_exactly_the_wrong_ones(images, tmp_path, channel_axis):
+    x = images[..., None] if channel_axis else images
+    y_true = np.arange(40) % 10
+    y_pred = y_true.copy()
+    wrong = [2, 3, 11, 24, 30]  # 30 is outside the first 25: not shown
+    y_pred[wrong] = (y_pred[wrong] + 1) % 10
+    fig = plots.prediction_grid(x, y_true, y_pred, FASHION, n=25)
+    render(fig, tmp_path)
+    titles = panel_titles(fig)
+    assert len(titles) == 25 and n_images(fig) == 25
+    red = [i for i, t in enumerate(titles) if to_hex(t.get_color()) == RED]
+    assert red == [2, 3, 11, 24]
+    assert titles[2].get_text() == f"actual: {FASHION[2]}\npredicted: {FASHION[3]}"
+    assert titles[0].get_text() == f"actual: {FASHION[0]}\npredicted: {FASHION[0]}"
+    red_frames = [p for p in fig.axes[0].patches if to_hex(p.get_edgecolor()) == RED]
+    assert len(red_frames) == 4
+    assert any("4 of 25 wrong" in s for s in text_strings(fig))
+
+
+def test_prediction_grid_all_right(images, tmp_path):
+    y = np.arange(40) % 10
+    fig = plots.prediction_grid(images, y, y, DIGITS)
+    render(fig, tmp_path)
+    assert not [t for t in panel_titles(fig) if to_hex(t.get_color()) == RED]
+    assert "all 25 right" in text_strings(fig)
+
+
+# -------------------------------------------------------------- misclassified_grid
+def test_misclassified_grid_picks_most_confident_mistakes(images, tmp_path):
+    rng = np.random.default_rng(2)
+    y_true = np.arange(40) % 10
+    y_pred = y_true.copy()
+    wrong = np.arange(0, 40, 2)  # 20 mistakes
+    y_pred[wrong] = (y_pred[wrong] + 3) % 10
+    confidence = rng.uniform(0.3, 0.99, 40)
+    confidence[1] = 1.0  # the most confident prediction is a right one: must not be shown
+    fig = plots.misclassified_grid(images, y_true, y_pred, confidence, FASHION, n=16)
+    render(fig, tmp_path)
+    titles = [t.get_text() for t in panel_titles(fig)]
+    expected = wrong[np.argsort(-confidence[wrong], kind="stable")][:16]
+    assert len(titles) == 16 and n_images(fig) == 16
+    for title, i in zip(titles, expected):
+        assert title == (f"actual: {FASHION[y_true[i]]}\npredicted: {FASHION[y_pred[i]]}\n"
+                         f"confidence {confidence[i]:.1%}")
+    shown = [float(t.rsplit(" ", 1)[1].rstrip("%")) for t in titles]
+    assert shown == sorted(shown, reverse=True)
+
+
+def test_misclassified_grid_probability_matrix_and_few_mistakes(images, tmp_path):
+    y_true = np.zeros(10, int)
+    y_pred = np.zeros(10, int)
+    y_pred[[3, 7]] = [4, 5]
+    probs = np.full((10, 10), 0.02)
+    probs[np.arange(10), y_pred] = 0.82
+    probs[7, 5] = 0.95
+    fig = plots.misclassified_grid(images[:10, ..., None], y_true, y_pred, probs, DIGITS)
+    render(fig, tmp_path)
+    titles = [t.get_text() for t in panel_titles(fig)]
+    assert titles == ["actual: 0\npredicted: 5\nconfidence 95.0%",
+                      "actual: 0\npredicted: 4\nconfidence 82.0%"]
+
+
+def test_misclassified_grid_no_mistakes(images, tmp_path):
+    y = np.arange(40) % 10
+    fig = plots.misclassified_grid(images, y, y, np.ones(40), DIGITS)
+    render(fig, tmp_path)
+    assert n_images(fig) == 0
+    assert any("No mistakes" in s for s in text_strings(fig))
+
+
+# ------------------------------------------------------------ input image / activations
+@pytest.mark.parametrize("shape", [(28, 28), (28, 28, 1), (1, 28, 28, 1)])
+def test_input_image_figure(images, tmp_path, shape):
+    fig = plots.input_image_figure(images[5].reshape(shape), "7", 123)
+    render(fig, tmp_path)
+    assert n_images(fig) == 1
+    assert "Test image #123 \u2014 label: 7" in text_strings(fig)
+    fig = plots.input_image_figure(images[5], "Ankle boot", 9, title="Custom")
+    assert "Custom" in text_strings(fig)
+
+
+@pytest.mark.parametrize("c,max_channels,expected", [(32, 16, 16), (6, 16, 6), (64, 8, 8)])
+def test_activation_grid_channel_count(tmp_path, c, max_channels, expected):
+    rng = np.random.default_rng(3)
+    fm = np.maximum(rng.normal(size=(11, 11, c)), 0).astype(np.float32)
+    fig = plots.activation_grid(fm, "conv2", max_channels=max_channels)
+    render(fig, tmp_path)
+    maps = [im for im in fig.findobj(AxesImage) if im.axes is fig.axes[0]]
+    assert len(maps) == expected
+    strings = text_strings(fig)
+    assert [f"ch {j}" for j in range(expected)] == [s for s in strings if s.startswith("ch ")]
+    assert f"conv2: {c} feature maps 11x11 (showing {expected})" in strings
+    clims = {im.get_clim() for im in maps}
+    assert clims == {(float(fm[..., :expected].min()), float(fm[..., :expected].max()))}
+    assert {im.get_cmap().name for im in maps} == {"viridis"}
+    assert len(fig.axes) == 2  # the grid and one shared colour bar
+
+
+def test_activation_grid_constant_and_batched(tmp_path):
+    fig = plots.activation_grid(np.zeros((1, 5, 5, 4)), "dead")
+    render(fig, tmp_path)
+    assert any("every activation shown is 0" in s for s in text_strings(fig))
+
+
+# ------------------------------------------------------------------- architecture
+def test_architecture_diagram_shows_every_layer(tmp_path):
+    fig = plots.architecture_diagram(LAYERS)
+    render(fig, tmp_path)
+    strings = text_strings(fig)
+    for layer in LAYERS:
+        assert layer["name"] in strings
+        assert layer["type"] in strings
+        assert f"output {layer['output_shape']}" in strings
+        assert f"{layer['params']:,} params" in strings
+    total = sum(layer["params"] for layer in LAYERS)
+    assert f"Architecture \u2014 {total:,} parameters" in strings
+
+
+def test_architecture_diagram_scales_with_layers(tmp_path):
+    many = [dict(LAYERS[1 + i % 9], name=f"layer_{i}") for i in range(20)]
+    few = plots.architecture_diagram(LAYERS[:3])
+    big = plots.architecture_diagram(many)
+    pixels = render(big, tmp_path)
+    assert big.get_size_inches()[1] > 3 * few.get_size_inches()[1] / 2
+    assert pixels.shape[0] >= 20 * 0.5 * big.dpi  # at least half an inch per layer
+    assert all(f"layer_{i}" in text_strings(big) for i in range(20))
+    render(plots.architecture_diagram([]), tmp_path, "empty.png")
+    odd = plots.architecture_diagram([{"name": "x", "type": "Activation"}])
+    render(odd, tmp_path, "odd.png")
+    assert "? params" in text_strings(odd)
+
+
+# ------------------------------------------------------------------------- k-fold
+def test_fold_curves(tmp_path):
+    folds = [{"val_accuracy": [0.9, 0.95, 0.96 + 0.002 * i]} for i in range(5)]
+    fig = plots.fold_curves(folds)
+    render(fig, tmp_path)
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.lines] == [f"fold {i}" for i in range(1, 6)]
+    assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "val_accuracy"
+    render(plots.fold_curves([{"loss": [1.0]}], metric="val_accuracy"), tmp_path, "none.png")
+
+
+def test_fold_summary(tmp_path):
+    scores = [0.970, 0.975, 0.968, 0.980, 0.972]
+    fig = plots.fold_summary(scores)
+    render(fig, tmp_path)
+    label = f"mean {np.mean(scores):.3f} \u00b1 {np.std(scores):.3f}"
+    assert any(label in s for s in text_strings(fig))
+    ax = fig.axes[0]
+    assert math.isclose(ax.lines[0].get_ydata()[0], np.mean(scores))  # the mean line
+    render(plots.fold_summary([0.97]), tmp_path, "one.png")
+    fig = plots.fold_summary([0.97, float("nan"), 0.96])
+    render(fig, tmp_path, "nan.png")
+    assert "fold 2\n(failed)" in [t.get_text() for t in fig.axes[0].get_xticklabels()]
+
+
+# ------------------------------------------------------------------------- sweeps
+def test_objective_per_job(tmp_path):
+    labels = ["optimizer=adam,model=lenet5",
+              "optimizer=sgd,model=lenet5,optimizer.learning_rate=0.1,train.epochs=20",
+              "optimizer=rmsprop,model=bn_cnn", "optimizer=adamw,model=seed_cnn"]
+    values = [0.981, 0.902, float("nan"), 0.987]
+    fig = plots.objective_per_job(labels, values, best_index=3)
+    render(fig, tmp_path)
+    ax = fig.axes[0]
+    assert len(ax.patches) == 3  # no bar for the failed job
+    strings = [t.get_text() for t in ax.texts]
+    assert "failed" in strings and "0.981" in strings and "0.987  (best)" in strings
+    ticks = [t.get_text().replace("\n", "") for t in ax.get_yticklabels()]
+    assert ticks == labels
+    colors = {to_hex(p.get_facecolor()) for p in ax.patches}
+    assert to_hex(plots.BEST_COLOR) in colors and len(colors) == 2
+    tall = plots.objective_per_job([f"x={i}" for i in range(30)], list(range(30)), None)
+    assert tall.get_size_inches()[1] > 2 * fig.get_size_inches()[1]
+    render(tall, tmp_path, "tall.png")
+
+
+# ---------------------------------------------------------------------- the module
+def test_no_pyplot_registry_leak(images, tmp_path):
+    plt.close("all")
+    before = plt.get_fignums()
+    y = np.arange(40) % 10
+    figs = [
+        plots.sample_grid(images, y, DIGITS),
+        plots.training_curves(HISTORY),
+        plots.confusion_matrix_figure(np.eye(10, dtype=int), DIGITS),
+        plots.prediction_grid(images, y, (y + 1) % 10, DIGITS),
+        plots.misclassified_grid(images, y, (y + 1) % 10, np.ones(40), DIGITS),
+        plots.input_image_figure(images[0], "0", 0),
+        plots.activation_grid(np.ones((5, 5, 3)), "c"),
+        plots.architecture_diagram(LAYERS),
+        plots.fold_curves([HISTORY]),
+        plots.fold_summary([0.9, 0.95]),
+        plots.objective_per_job(["a=1"], [1.0], 0),
+    ]
+    for i, fig in enumerate(figs):
+        plots.save_png(fig, tmp_path / f"{i}.png")
+    assert before == [] and plt.get_fignums() == []
+
+
+def test_module_imports_no_pyplot_tensorflow_or_mlflow():
+    code = ("import sys, mnist_experiments.plots\n"
+            "bad = [m for m in ('matplotlib.pyplot', 'tensorflow', 'keras', 'mlflow')"
+            " if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_save_png_creates_parent_dirs_and_keeps_size(tmp_path):
+    fig = plots.fold_summary([0.9, 0.95])
+    path = tmp_path / "a" / "b" / "summary.png"
+    plots.save_png(fig, str(path))
+    w_in, h_in = fig.get_size_inches()
+    with Image.open(path) as im:
+        w, h = im.size
+    assert abs(w - w_in * fig.dpi) <= 1 and abs(h - h_in * fig.dpi) <= 1
