@@ -12,7 +12,8 @@ Layout is computed here, in inches, from the font sizes and the lengths of the l
 engine measures every label once more before drawing it. Image grids are drawn on a
 single Axes (one ``AxesImage`` and one title ``Text`` per panel) rather than one Axes per
 panel, which is several times faster to build and draw. All figures of a typical run
-together render in about a second.
+(25 images, a 10x10 matrix, 3 conv layers x 16 channels, 10 layers) are built and saved
+in about 1.5 s of CPU time on the small 2-core VM they were measured on.
 
 Images (MNIST-style) may be ``uint8`` 0-255 or float 0-1 and shaped ``(n, 28, 28)`` or
 ``(n, 28, 28, 1)``; labels may be class indices or one-hot / probability rows. All
@@ -484,6 +485,9 @@ def confusion_matrix_figure(cm, class_names, title="Confusion matrix (test set)"
     """Counts in every cell, a colour bar, and the overall accuracy in the title.
 
     Rows are true labels, columns predicted labels (as sklearn's ``confusion_matrix``).
+    The x tick labels are rotated by 45 degrees when any class name is wider than a
+    cell (e.g. Fashion-MNIST names); short names such as digits stay upright. A float
+    matrix whose rows sum to 1 is taken as row-normalized (balanced accuracy shown).
     """
     cm = np.asarray(cm)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
@@ -513,7 +517,11 @@ def confusion_matrix_figure(cm, class_names, title="Confusion matrix (test set)"
     tick_font = 10.0 if k <= 15 else 8.0
     name_w = _widest(names, tick_font)
     left = name_w + 0.15 + 0.35 + 0.1
-    bottom = (name_w + _text_height(1, tick_font)) * math.sin(math.radians(45)) + 0.15 + 0.4
+    rotate = name_w > 0.8 * side / max(k, 1)
+    if rotate:
+        bottom = (name_w + _text_height(1, tick_font)) * math.sin(math.radians(45)) + 0.55
+    else:
+        bottom = _text_height(1, tick_font) + 0.55
     right = 0.2 + 0.16 + 0.55 + 0.35 + 0.1  # gap, colour bar, its ticks and label
     top = 0.6
     title_w = _text_width(full_title, TITLE_SIZE, True) + 0.3
@@ -530,8 +538,11 @@ def confusion_matrix_figure(cm, class_names, title="Confusion matrix (test set)"
         for j in range(k):
             ax.text(j, i, cells[i][j], ha="center", va="center", fontsize=cell_font,
                     color="white" if vmax and cm[i, j] > 0.5 * vmax else "black")
-    ax.set_xticks(np.arange(k), labels=names, fontsize=tick_font, rotation=45,
-                  ha="right", rotation_mode="anchor")
+    if rotate:  # long names: at 45 degrees so that neighbours cannot overlap
+        ax.set_xticks(np.arange(k), labels=names, fontsize=tick_font, rotation=45,
+                      ha="right", rotation_mode="anchor")
+    else:  # short names (digits): upright
+        ax.set_xticks(np.arange(k), labels=names, fontsize=tick_font)
     ax.set_yticks(np.arange(k), labels=names, fontsize=tick_font)
     ax.set_xlabel("Predicted label", fontsize=11)
     ax.set_ylabel("True label", fontsize=11)
@@ -766,19 +777,24 @@ def objective_per_job(labels: List[str], values: List[float], best_index: Option
     finite = vals[ok]
     lo = min(float(finite.min()), 0.0) if finite.size else 0.0
     hi = max(float(finite.max()), 0.0) if finite.size else 1.0
-    span = (hi - lo) or 1.0
+    texts = [(_fmt(v) + ("  (best)" if i == best else "")) if np.isfinite(v) else "failed"
+             for i, v in enumerate(vals)]
+    # room for the value written at the end of each bar, as a fraction of the axes width
+    axes_w = width - left - right
+    room = [(_text_width(t, 9, bold=(i == best)) + 0.1) / axes_w for i, t in enumerate(texts)]
+    f_right = max((r for r, v in zip(room, vals) if not v < 0), default=0.0)
+    f_left = max((r for r, v in zip(room, vals) if v < 0), default=0.0)
+    span = ((hi - lo) or 1.0) / max(1.0 - f_left - f_right, 0.3)
     off = 0.01 * span
-    for i in range(m):
-        v = vals[i]
+    for i, (v, text) in enumerate(zip(vals, texts)):
         if np.isfinite(v):
-            text = _fmt(v) + ("  (best)" if i == best else "")
             ax.text(v + off if v >= 0 else v - off, i, text, va="center",
                     ha="left" if v >= 0 else "right", fontsize=9,
                     fontweight="bold" if i == best else "normal")
         else:
-            ax.text(off, i, "failed", va="center", ha="left", fontsize=9, style="italic",
+            ax.text(off, i, text, va="center", ha="left", fontsize=9, style="italic",
                     color=WRONG_COLOR)
-    ax.set_xlim(lo - (0.22 * span if lo < 0 else 0.0), hi + 0.22 * span)
+    ax.set_xlim(lo - f_left * span, hi + f_right * span)
     ax.axvline(0, color="#333333", linewidth=0.8)
     ax.set_yticks(y, labels=wrapped, fontsize=9)
     if best is not None:
@@ -794,9 +810,12 @@ def objective_per_job(labels: List[str], values: List[float], best_index: Option
 # --------------------------------------------------------------------------- I/O
 # Drawing text dominates the time to save these figures; without glyph hinting it is
 # ~20% faster and looks the same at these sizes. zlib level 3 instead of 6: ~40% faster
-# PNG encoding for ~15% larger files (tens of kB).
-_SAVE_RC = {"text.hinting": "no_hinting"}
-_PNG_OPTIONS = {"compress_level": 3}
+# PNG encoding for ~15% larger files (tens of kB). To get the same when saving another
+# way, e.g. through MLflow:
+#     with matplotlib.rc_context(plots.SAVE_RC):
+#         mlflow.log_figure(fig, "plots/x.png", save_kwargs=plots.SAVEFIG_KWARGS)
+SAVE_RC = {"text.hinting": "no_hinting"}
+SAVEFIG_KWARGS = {"facecolor": "white", "pil_kwargs": {"compress_level": 3}}
 
 
 def save_png(fig: Figure, path) -> None:
@@ -804,13 +823,12 @@ def save_png(fig: Figure, path) -> None:
 
     No ``bbox_inches="tight"``: the layout above already keeps every label inside the
     figure (and a fixed size keeps images from different runs comparable). The parent
-    directory is created if needed. The rc settings in :data:`_SAVE_RC` apply only
+    directory is created if needed. The rc settings in :data:`SAVE_RC` apply only
     while this figure is drawn (``rc_context`` restores them afterwards).
     """
     path = os.fspath(path)
     parent = os.path.dirname(path)
     if parent:
         os.makedirs(parent, exist_ok=True)
-    with rc_context(_SAVE_RC):
-        fig.savefig(path, format="png", dpi=fig.dpi, facecolor="white",
-                    pil_kwargs=dict(_PNG_OPTIONS))
+    with rc_context(SAVE_RC):
+        fig.savefig(path, format="png", dpi=fig.dpi, **SAVEFIG_KWARGS)

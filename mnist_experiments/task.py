@@ -29,6 +29,8 @@ class JobContext:
     overrides: List[str] = field(default_factory=list)
     tags: Dict[str, str] = field(default_factory=dict)  # extra run tags (e.g. reproduces)
     parent_run_id: Optional[str] = None  # e.g. the sweep's parent run
+    tracking_uri: Optional[str] = None  # set for sweep jobs: the sweep's store ...
+    experiment_id: Optional[str] = None  # ... and experiment (created once, before the jobs)
 
     @classmethod
     def from_hydra(cls) -> "JobContext":
@@ -36,12 +38,22 @@ class JobContext:
 
         if not HydraConfig.initialized():
             return cls(launch_dir=os.getcwd(), output_dir=None, overrides=[])
+        from mnist_experiments.sweep import job_sweep_info
+
         hc = HydraConfig.get()
-        return cls(
+        context = cls(
             launch_dir=hc.runtime.cwd,
             output_dir=hc.runtime.output_dir,
             overrides=list(hc.overrides.task),
         )
+        sweep = job_sweep_info()
+        if sweep is not None:
+            context.parent_run_id = sweep["parent_run_id"]
+            context.tracking_uri = sweep["tracking_uri"]
+            context.experiment_id = sweep["experiment_id"]
+            context.tags.update({"sweep.job_num": sweep["job_num"],
+                                 "sweep.dir": sweep["sweep_dir"]})
+        return context
 
 
 def run_name_for(cfg: DictConfig, overrides: List[str]) -> str:
@@ -113,8 +125,13 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Out
 
     from mnist_experiments import tracking, training
 
-    uri = tracking.resolve_tracking_uri(cfg.mlflow.tracking_uri, context.launch_dir)
-    experiment_id = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name)
+    uri = context.tracking_uri or tracking.resolve_tracking_uri(cfg.mlflow.tracking_uri,
+                                                                context.launch_dir)
+    if context.experiment_id is not None:
+        mlflow.set_tracking_uri(uri)
+        experiment_id = context.experiment_id
+    else:
+        experiment_id = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name)
     training.seed_everything(int(cfg.seed), bool(cfg.train.deterministic))
 
     tags = tracking.provenance_tags(context.launch_dir)

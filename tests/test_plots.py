@@ -89,8 +89,8 @@ def n_images(fig: Figure) -> int:
 
 
 def drawn_text_boxes(fig: Figure) -> list:
-    """(text, window extent) of every non-empty text that is drawn (tick labels of
-    ticks outside the view limits are not drawn)."""
+    """(text, window extent, rotation) of every non-empty text that is drawn (tick
+    labels of ticks outside the view limits are not drawn)."""
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     renderer = canvas.get_renderer()
@@ -106,22 +106,38 @@ def drawn_text_boxes(fig: Figure) -> list:
     for t in fig.findobj(Text):
         if id(t) in hidden or not t.get_visible() or not t.get_text().strip():
             continue
-        out.append((t.get_text(), t.get_window_extent(renderer)))
+        out.append((t.get_text(), t.get_window_extent(renderer), t.get_rotation() % 180))
     return out
 
 
 def assert_readable_layout(fig: Figure) -> None:
-    """Every drawn text lies inside the figure and no two drawn texts overlap."""
+    """Every drawn text lies inside the figure and no two drawn texts overlap.
+
+    Texts are compared by their axis-aligned boxes, except two texts rotated by the
+    same oblique angle (the confusion matrix's x tick labels): their boxes overlap
+    although the labels do not, so those are compared along the perpendicular.
+    """
     boxes = drawn_text_boxes(fig)
     frame = fig.bbox
-    for text, box in boxes:
+    for text, box, _ in boxes:
         assert frame.x0 - 1 <= box.x0 and box.x1 <= frame.x1 + 1, f"clipped: {text!r}"
         assert frame.y0 - 1 <= box.y0 and box.y1 <= frame.y1 + 1, f"clipped: {text!r}"
-    shrunk = [(text, type(box).from_extents(box.x0 + 1, box.y0 + 1, box.x1 - 1, box.y1 - 1))
-              for text, box in boxes]
-    for i, (ta, a) in enumerate(shrunk):
-        for tb, b in shrunk[i + 1:]:
-            assert not a.overlaps(b), f"overlapping texts: {ta!r} and {tb!r}"
+    texts = [text for text, _, _ in boxes]
+    ext = np.array([[b.x0 + 1, b.y0 + 1, b.x1 - 1, b.y1 - 1] for _, b, _ in boxes])
+    rot = np.array([r for _, _, r in boxes], dtype=float)
+    x0, y0, x1, y1 = (ext[:, i:i + 1] for i in range(4))
+    overlap = (x0 < x1.T) & (x0.T < x1) & (y0 < y1.T) & (y0.T < y1)
+    oblique = (rot[:, None] == rot[None, :]) & ~np.isin(rot, (0, 90))[:, None]
+    # parallel oblique labels: their centres must be further apart, across the text
+    # direction, than one (10 pt) line of text is high
+    theta = np.radians(rot)
+    cx, cy = (ext[:, 0] + ext[:, 2]) / 2, (ext[:, 1] + ext[:, 3]) / 2
+    across = np.abs(-np.sin(theta)[:, None] * (cx[None, :] - cx[:, None])
+                    + np.cos(theta)[:, None] * (cy[None, :] - cy[:, None]))
+    bad = np.where(oblique, across < fig.dpi * 10 / 72, overlap)
+    np.fill_diagonal(bad, False)
+    pairs = [(texts[i], texts[j]) for i, j in zip(*np.nonzero(np.triu(bad)))]
+    assert not pairs, f"overlapping texts: {pairs[:5]}"
 
 
 # ---------------------------------------------------------------------- sample_grid
@@ -195,7 +211,9 @@ def test_confusion_matrix_counts_and_accuracy(tmp_path):
     assert ax.get_xlabel() == "Predicted label" and ax.get_ylabel() == "True label"
     assert [t.get_text() for t in ax.get_xticklabels()] == FASHION
     assert [t.get_text() for t in ax.get_yticklabels()] == FASHION
-    assert all(t.get_rotation() == 45 for t in ax.get_xticklabels())
+    assert all(t.get_rotation() == 45 for t in ax.get_xticklabels())  # long names
+    digits = plots.confusion_matrix_figure(cm, DIGITS).axes[0]
+    assert all(t.get_rotation() == 0 for t in digits.get_xticklabels())  # short: upright
     acc = np.trace(cm) / cm.sum()
     title = ax.get_title()
     assert f"accuracy {acc:.1%}" in title and f"(n={cm.sum()})" in title
@@ -391,6 +409,51 @@ def test_objective_per_job(tmp_path):
     tall = plots.objective_per_job([f"x={i}" for i in range(30)], list(range(30)), None)
     assert tall.get_size_inches()[1] > 2 * fig.get_size_inches()[1]
     render(tall, tmp_path, "tall.png")
+
+
+# ------------------------------------------------------------ readable layout (all)
+def _figures_for_layout(images):
+    rng = np.random.default_rng(4)
+    y = np.arange(40) % 10
+    wrong = (y + 1) % 10
+    overrides = [f"optimizer={o},model={m},optimizer.learning_rate={lr},train.epochs=20"
+                 for o in ("adam", "rmsprop") for m in ("lenet5", "bn_cnn") for lr in (0.1, 1e-3)]
+    return {
+        "sample_fashion": lambda: plots.sample_grid(images, y, FASHION),
+        "curves": lambda: plots.training_curves(HISTORY),
+        "curves_tiny_loss": lambda: plots.training_curves({"loss": [2e-4, 1e-4]}),
+        "cm_fashion": lambda: plots.confusion_matrix_figure(
+            rng.integers(0, 2000, (10, 10)), FASHION),
+        "cm_digits": lambda: plots.confusion_matrix_figure(
+            rng.integers(0, 2000, (10, 10)), DIGITS),
+        "cm_20": lambda: plots.confusion_matrix_figure(
+            rng.integers(0, 999, (20, 20)), [f"class {i}" for i in range(20)]),
+        "predictions_fashion": lambda: plots.prediction_grid(images, y, wrong, FASHION),
+        "mistakes_fashion": lambda: plots.misclassified_grid(
+            images, y, wrong, rng.uniform(0, 1, 40), FASHION),
+        "no_mistakes": lambda: plots.misclassified_grid(images, y, y, np.ones(40), FASHION),
+        "input": lambda: plots.input_image_figure(images[0], "Ankle boot", 1234),
+        "activations": lambda: plots.activation_grid(rng.normal(size=(26, 26, 32)), "conv1"),
+        "activations_1": lambda: plots.activation_grid(rng.normal(size=(3, 3, 1)), "c"),
+        "architecture_20": lambda: plots.architecture_diagram(
+            [dict(LAYERS[i % 10], name=f"block{i}_{LAYERS[i % 10]['name']}") for i in range(20)]),
+        "folds": lambda: plots.fold_curves([{"val_accuracy": list(rng.uniform(0.9, 1, 12))}
+                                            for _ in range(10)]),
+        "fold_summary": lambda: plots.fold_summary([0.97, float("nan"), 0.975, 0.969, 0.98]),
+        "sweep": lambda: plots.objective_per_job(overrides, list(rng.uniform(0, 1, 8)), 2,
+                                                 ylabel="val_accuracy"),
+    }
+
+
+LAYOUT_CASES = list(_figures_for_layout(np.zeros((40, 28, 28))).keys())
+
+
+@pytest.mark.parametrize("case", LAYOUT_CASES)
+def test_no_clipped_or_overlapping_text(images, tmp_path, case):
+    fig = _figures_for_layout(images)[case]()
+    render(fig, tmp_path)
+    assert_readable_layout(fig)
+    assert fig.get_suptitle() or any(ax.get_title() for ax in fig.axes), "no title"
 
 
 # ---------------------------------------------------------------------- the module

@@ -1,0 +1,242 @@
+"""Turning a picture of a handwritten digit into an MNIST-style 28x28 image.
+
+MNIST digits are light ink on a black background, fitted into a 20x20 box (keeping
+their aspect ratio, with anti-aliasing) and placed in a 28x28 frame so that their
+centre of mass is at the centre. :func:`to_mnist` does the same to any grayscale
+picture, of any size and either polarity:
+
+1. **Polarity.** The median of the border pixels (a frame about 5% of the shorter
+   side wide, at least one pixel) is the background. A light background (median above
+   0.5) means dark ink: the image is inverted, so ink is always light on dark.
+2. **Background removal, no threshold.** The background level (the border median plus
+   three robust standard deviations of the border, ``1.4826 * MAD``: zero extra for a
+   clean image, just above the noise of a photo or a JPEG) is subtracted and the rest
+   scaled so that the brightest ink is 1.0. Nothing is binarised.
+3. **Crop** to the bounding box of the remaining ink (every pixel above zero).
+4. **Fit** into 20x20 keeping the aspect ratio (the longer side becomes 20 pixels),
+   resampled with Pillow's Lanczos filter, which anti-aliases when shrinking.
+5. **Centre** in 28x28 by centre of mass: the box is placed (whole pixels) so that
+   its centre of mass lands as close as possible to the frame's centre (pixel
+   coordinates 13.5, 13.5, i.e. 14.0 measured from the frame's edge), without cutting
+   any ink off.
+
+The result is ``float32`` of shape (28, 28) in [0, 1], the scale of
+:func:`mnist_experiments.training.to_float`; add the channel axis for a model.
+
+:func:`read_image` opens PNG, JPEG (and BMP, GIF, TIFF, WebP) files with Pillow,
+applies the EXIF orientation of photos and composites transparent images onto a
+background that contrasts with their ink. A file that is missing, is not an image or
+is damaged raises :class:`ImageError` with a message naming the file.
+
+This module imports neither TensorFlow/Keras nor MLflow.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import zlib
+from typing import Any, Tuple
+
+import numpy as np
+
+from mnist_experiments.errors import UserError
+
+IMAGE_SIZE = 28
+BOX_SIZE = 20
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+MIN_CONTRAST = 8.0 / 255.0  # ink must stand out from the background by this much
+_MAD_TO_SIGMA = 1.4826
+
+
+class ImageError(UserError):
+    """A file cannot be read as an image, or holds no digit."""
+
+
+# ------------------------------------------------------------------------ reading
+def read_image(path: Any) -> np.ndarray:
+    """A grayscale float64 array in [0, 1] (0 black, 1 white) of an image file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A PNG, JPEG, BMP, GIF (first frame), TIFF or WebP file.
+
+    Raises
+    ------
+    ImageError
+        If the file does not exist, cannot be read, is not an image of those formats,
+        or is truncated or damaged.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    name = os.fspath(path)
+    if os.path.isdir(name):
+        raise ImageError(f"{name}: is a directory, not an image file. Give PNG or JPEG files.")
+    try:
+        with Image.open(name, formats=FORMATS) as img:
+            img.load()  # decode now: a truncated or corrupt file fails here
+            try:
+                img = ImageOps.exif_transpose(img)  # photos: apply the camera's rotation
+            except Exception:  # a malformed EXIF block: keep the pixels as stored
+                pass
+            return _to_gray(img)
+    except FileNotFoundError:
+        raise ImageError(f"{name}: no such file. Check the path.") from None
+    except UnidentifiedImageError as exc:
+        raise ImageError(
+            f"{name}: not an image file Pillow can read as {', '.join(FORMATS)} "
+            "(is it a text or other file, or an image saved with the wrong extension?). "
+            "Give PNG or JPEG images of handwritten digits."
+        ) from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{name}: refused, the image is implausibly large ({exc}).") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, zlib.error) as exc:
+        raise ImageError(
+            f"{name}: the image is damaged or truncated and cannot be decoded "
+            f"({type(exc).__name__}: {exc}). Save or export it again."
+        ) from exc
+
+
+def _to_gray(img: Any) -> np.ndarray:
+    """A Pillow image as grayscale float64 in [0, 1]; transparency composited."""
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        values = np.asarray(img, dtype=np.float64)
+        if values.ndim != 2:  # pragma: no cover - exotic multi-band integer images
+            values = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
+            return values
+        finite = values[np.isfinite(values)]
+        top = float(finite.max()) if finite.size else 1.0
+        scale = 65535.0 if top > 255.0 else (255.0 if top > 1.0 else 1.0)
+        return np.clip(np.nan_to_num(values / scale), 0.0, 1.0)
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+    if not has_alpha:
+        return np.asarray(img.convert("L"), dtype=np.float64) / 255.0
+    rgba = img.convert("RGBA")
+    gray = np.asarray(rgba.convert("L"), dtype=np.float64) / 255.0
+    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float64) / 255.0
+    if alpha.min() >= 1.0:
+        return gray
+    # Drawn digits are often ink on a transparent canvas whose hidden colour is
+    # arbitrary: put the ink on a background of the opposite brightness.
+    weight = alpha.sum()
+    ink = float((gray * alpha).sum() / weight) if weight > 0 else 0.0
+    background = 1.0 if ink < 0.5 else 0.0
+    return gray * alpha + background * (1.0 - alpha)
+
+
+# ------------------------------------------------------------------ preprocessing
+def border_pixels(gray: np.ndarray) -> np.ndarray:
+    """The pixels of a frame about 5% of the shorter side wide (at least 1 pixel)."""
+    gray = np.asarray(gray)
+    h, w = gray.shape
+    k = max(1, min(h, w) // 20)
+    if 2 * k >= min(h, w):
+        return gray.reshape(-1)
+    return np.concatenate([
+        gray[:k].reshape(-1), gray[-k:].reshape(-1),
+        gray[k:-k, :k].reshape(-1), gray[k:-k, -k:].reshape(-1),
+    ])
+
+
+def is_light_background(gray: np.ndarray) -> bool:
+    """True if the border is light (median above 0.5), i.e. the ink is dark."""
+    return float(np.median(border_pixels(gray))) > 0.5
+
+
+def center_of_mass(image: np.ndarray) -> Tuple[float, float]:
+    """(row, column) of the intensity-weighted centre, in pixel-index coordinates."""
+    image = np.asarray(image, dtype=np.float64)
+    total = image.sum()
+    if total <= 0:
+        return ((image.shape[0] - 1) / 2.0, (image.shape[1] - 1) / 2.0)
+    rows, cols = np.indices(image.shape)
+    return float((rows * image).sum() / total), float((cols * image).sum() / total)
+
+
+def to_mnist(gray: Any, name: str = "image") -> np.ndarray:
+    """An MNIST-style float32 (28, 28) image in [0, 1] of a grayscale picture.
+
+    Parameters
+    ----------
+    gray : array_like, 2-D
+        Grayscale values; uint8 arrays are read as 0-255, anything else as 0-1.
+    name : str
+        Names the picture in error messages.
+
+    Raises
+    ------
+    ImageError
+        If the picture is empty or holds no ink (a blank or uniform image).
+    """
+    gray = np.asarray(gray)
+    if gray.ndim == 3 and gray.shape[-1] == 1:
+        gray = gray[..., 0]
+    if gray.ndim != 2 or gray.size == 0:
+        raise ImageError(f"{name}: expected a 2-D grayscale image, got shape {gray.shape}.")
+    values = gray.astype(np.float64) / (255.0 if gray.dtype == np.uint8 else 1.0)
+
+    # 1. polarity: ink light on dark
+    if is_light_background(values):
+        values = 1.0 - values
+
+    # 2. subtract the background level (border median + 3 robust sigmas), scale to 1
+    border = border_pixels(values)
+    median = float(np.median(border))
+    mad = float(np.median(np.abs(border - median)))
+    background = median + 3.0 * _MAD_TO_SIGMA * mad
+    ink = np.clip(values - background, 0.0, None)
+    peak = float(ink.max())
+    if peak < MIN_CONTRAST:
+        raise ImageError(
+            f"{name}: no digit found: the image is blank or almost uniform (the "
+            "brightest stroke stands out from the background by "
+            f"{peak * 255:.1f} of 255 grey levels). Give a picture of one handwritten "
+            "digit that contrasts with its background."
+        )
+    ink /= peak
+
+    # 3. crop to the ink's bounding box
+    rows = np.flatnonzero(ink.any(axis=1))
+    cols = np.flatnonzero(ink.any(axis=0))
+    ink = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+    # 4. fit into BOX_SIZE x BOX_SIZE, keeping the aspect ratio, anti-aliased
+    ink = _fit(ink, BOX_SIZE)
+
+    # 5. paste into IMAGE_SIZE x IMAGE_SIZE, centre of mass at the centre
+    return _paste_centred(ink, IMAGE_SIZE).astype(np.float32)
+
+
+def _fit(ink: np.ndarray, box: int) -> np.ndarray:
+    """Resize so the longer side is ``box`` pixels; values clipped and rescaled to max 1."""
+    from PIL import Image
+
+    h, w = ink.shape
+    scale = box / float(max(h, w))
+    new_h = min(box, max(1, int(round(h * scale))))
+    new_w = min(box, max(1, int(round(w * scale))))
+    if (new_h, new_w) == (h, w):
+        return ink
+    resized = Image.fromarray(ink.astype(np.float32)).resize(
+        (new_w, new_h), Image.Resampling.LANCZOS)
+    out = np.clip(np.asarray(resized, dtype=np.float64), 0.0, 1.0)
+    top = out.max()
+    return out / top if top > 0 else out
+
+
+def _paste_centred(ink: np.ndarray, size: int) -> np.ndarray:
+    """Place ``ink`` in a ``size`` x ``size`` frame, its centre of mass at the centre."""
+    h, w = ink.shape
+    cy, cx = center_of_mass(ink)
+    centre = (size - 1) / 2.0
+    top = min(max(math.floor(centre - cy + 0.5), 0), size - h)
+    left = min(max(math.floor(centre - cx + 0.5), 0), size - w)
+    frame = np.zeros((size, size), dtype=np.float64)
+    frame[top:top + h, left:left + w] = ink
+    return frame
+
+
+def preprocess_file(path: Any) -> np.ndarray:
+    """:func:`read_image` then :func:`to_mnist`: float32 (28, 28) in [0, 1]."""
+    return to_mnist(read_image(path), name=os.fspath(path))

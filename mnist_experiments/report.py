@@ -1,0 +1,273 @@
+"""The leaderboard of a sweep: ``summary.csv``, ``summary.md`` and objective plots.
+
+Built at the end of every sweep by :class:`mnist_experiments.sweep.MlflowSweepCallback`,
+and rebuilt at any time with::
+
+    mnist-exp-report outputs/multirun/2026-11-24_10-00-00-123456   # a sweep dir
+    mnist-exp-report 3f2a...c9                                     # a parent run id
+
+One row per job (overrides, objective, test metrics, status, run id, duration), sorted
+by the objective, the best marked; failed jobs are listed with their error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from mnist_experiments.errors import UserError
+
+COLUMNS = ["rank", "best", "job", "overrides", "objective", "test_accuracy", "test_loss",
+           "test_f1_macro", "status", "run_id", "duration_s", "error"]
+
+
+@dataclass
+class Report:
+    rows: List[Dict[str, Any]]
+    markdown: str
+    files: List[Path] = field(default_factory=list)
+
+    @property
+    def failed(self) -> List[Dict[str, Any]]:
+        return [r for r in self.rows if r["status"] != "FINISHED"]
+
+    @property
+    def best(self) -> Optional[Dict[str, Any]]:
+        return next((r for r in self.rows if r["best"]), None)
+
+
+def _number(value: Any) -> Optional[float]:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def collect_rows(sweep_dir: Optional[Path], uri: str, parent_run_id: str) -> List[Dict[str, Any]]:
+    """Join the jobs' ``job.json`` records with their MLflow child runs."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    parent = client.get_run(parent_run_id)
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+        max_results=10000,
+    )
+    by_job: Dict[str, Dict[str, Any]] = {}
+    for run in children:
+        job = run.data.tags.get("sweep.job_num")
+        if job is None:
+            continue
+        m = run.data.metrics
+        duration = ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000.0
+        by_job[job] = {
+            "job": job,
+            "overrides": run.data.tags.get("overrides", ""),
+            "objective": m.get("objective"),
+            "test_accuracy": m.get("test_accuracy"),
+            "test_loss": m.get("test_loss"),
+            "test_f1_macro": m.get("test_f1_macro"),
+            "status": run.info.status,
+            "run_id": run.info.run_id,
+            "duration_s": round(duration, 1),
+            "error": "",
+        }
+    if sweep_dir is not None and sweep_dir.is_dir():
+        from mnist_experiments.sweep import JOB_FILE
+
+        for path in sorted(sweep_dir.glob(f"*/{JOB_FILE}")):
+            record = json.loads(path.read_text())
+            row = by_job.setdefault(record["job"], {
+                "job": record["job"], "objective": None, "test_accuracy": None, "test_loss": None,
+                "test_f1_macro": None, "run_id": "", "duration_s": None, "error": "",
+            })
+            row["overrides"] = " ".join(record["overrides"])
+            if record["status"] != "FINISHED":
+                row["status"] = "FAILED"
+                row["error"] = (record.get("error") or "").splitlines()[0][:300] if record.get("error") else ""
+            else:
+                row.setdefault("status", "FINISHED")
+                if row.get("objective") is None:
+                    row["objective"] = record.get("objective")
+    rows = list(by_job.values())
+    for row in rows:
+        row.setdefault("status", "FAILED")
+        if row["status"] == "FINISHED" and _number(row["objective"]) is None:
+            row["status"] = "FAILED"
+            row["error"] = row["error"] or "objective is NaN"
+    rows.sort(key=lambda r: (r["status"] != "FINISHED", -(_number(r["objective"]) or -math.inf),
+                             int(r["job"]) if str(r["job"]).isdigit() else 0))
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
+        row["best"] = rank == 1 and row["status"] == "FINISHED"
+    return rows
+
+
+def _fmt(value: Any, column: str = "") -> str:
+    if column == "duration_s" and isinstance(value, (int, float)):
+        return f"{value:.1f}"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "★" if value else ""
+    return str(value).replace("|", "\\|")
+
+
+def to_markdown(rows: List[Dict[str, Any]], title: str) -> str:
+    lines = [f"# {title}", ""]
+    best = next((r for r in rows if r["best"]), None)
+    finished = sum(r["status"] == "FINISHED" for r in rows)
+    lines.append(f"{len(rows)} jobs, {finished} finished, {len(rows) - finished} failed."
+                 + (f" Best: job {best['job']} ({best['overrides'] or 'defaults'}), "
+                    f"objective {best['objective']:.4f}." if best else ""))
+    lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(row.get(c), c) for c in COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: List[Dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: row.get(c) for c in COLUMNS})
+    return buffer.getvalue()
+
+
+def _swept_values(rows: List[Dict[str, Any]]) -> Dict[str, Dict[str, List[float]]]:
+    """For each override key that varies across jobs: value -> objectives."""
+    per_key: Dict[str, Dict[str, List[float]]] = {}
+    for row in rows:
+        for item in str(row.get("overrides") or "").split():
+            if "=" not in item:
+                continue
+            key, value = item.split("=", 1)
+            per_key.setdefault(key, {}).setdefault(value, [])
+            objective = _number(row.get("objective"))
+            if objective is not None:
+                per_key[key][value].append(objective)
+    # meaningful where a value was shared by several jobs (a grid), not for a
+    # continuous search where every job has its own value
+    return {k: v for k, v in per_key.items()
+            if len(v) > 1 and any(len(objectives) > 1 for objectives in v.values())}
+
+
+def build_report(sweep_dir: Optional[Path], uri: str, parent_run_id: str,
+                 log_to_parent: bool = False, out_dir: Optional[Path] = None) -> Report:
+    """Write the leaderboard files (and, optionally, log them to the parent run)."""
+    from mlflow.tracking import MlflowClient
+
+    from mnist_experiments import plots
+
+    rows = collect_rows(sweep_dir, uri, parent_run_id)
+    out_dir = Path(out_dir or sweep_dir or Path.cwd() / f"sweep-{parent_run_id}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    title = f"Sweep {out_dir.name}"
+    markdown = to_markdown(rows, title)
+    files = [out_dir / "summary.md", out_dir / "summary.csv", out_dir / "objective_per_job.png"]
+    files[0].write_text(markdown)
+    files[1].write_text(to_csv(rows))
+    best_index = next((i for i, r in enumerate(rows) if r["best"]), None)
+    labels = [f"#{r['job']} {r['overrides'] or 'defaults'}" for r in rows]
+    values = [(_number(r["objective"]) if r["status"] == "FINISHED" else float("nan")) or float("nan")
+              for r in rows]
+    plots.save_png(plots.objective_per_job(labels, values, best_index), files[2])
+    for key, by_value in _swept_values(rows).items():
+        names = sorted(by_value)
+        means = [sum(by_value[v]) / len(by_value[v]) if by_value[v] else float("nan") for v in names]
+        finite = [i for i, m in enumerate(means) if math.isfinite(m)]
+        best = max(finite, key=lambda i: means[i]) if finite else None
+        path = out_dir / f"objective_by_{key.replace('/', '_')}.png"
+        plots.save_png(plots.objective_per_job([f"{key}={v}" for v in names], means, best,
+                                               title=f"Mean objective by {key}"), path)
+        files.append(path)
+    report = Report(rows=rows, markdown=markdown, files=files)
+
+    if log_to_parent:
+        client = MlflowClient(uri)
+        for path in files:
+            client.log_artifact(parent_run_id, str(path), "summary")
+        best_row = report.best
+        if best_row is not None:
+            metrics = {f"best_{k}": _number(best_row[k]) for k in
+                       ("objective", "test_accuracy", "test_loss", "test_f1_macro")}
+            for key, value in metrics.items():
+                if value is not None:
+                    client.log_metric(parent_run_id, key, value)
+            client.set_tag(parent_run_id, "best_run_id", best_row["run_id"])
+            client.set_tag(parent_run_id, "best_job", str(best_row["job"]))
+            client.set_tag(parent_run_id, "best_overrides", str(best_row["overrides"])[:5000])
+        client.log_metric(parent_run_id, "jobs_finished", len(rows) - len(report.failed))
+        client.log_metric(parent_run_id, "jobs_failed", len(report.failed))
+    return report
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``mnist-exp-report SWEEP``: rebuild a sweep's leaderboard."""
+    parser = argparse.ArgumentParser(
+        prog="mnist-exp-report",
+        description="Rebuild the leaderboard (summary.md, summary.csv, plots) of a sweep "
+                    "from its sweep dir or from its MLflow parent run id.",
+    )
+    parser.add_argument("sweep", help="a sweep dir (outputs/multirun/...) or a parent run id")
+    parser.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, "
+                                               "else sqlite:///mlflow.db in this directory)")
+    parser.add_argument("--out", help="where to write the files (default: the sweep dir)")
+    parser.add_argument("--log", action="store_true",
+                        help="also log the leaderboard to the sweep's parent run")
+    args = parser.parse_args(argv)
+    try:
+        from mnist_experiments import tracking
+        from mnist_experiments.sweep import read_sweep_file
+
+        sweep_dir: Optional[Path] = None
+        if Path(args.sweep).is_dir():
+            sweep_dir = Path(args.sweep).resolve()
+            info = read_sweep_file(sweep_dir)
+            if info is None:
+                raise UserError(f"{args.sweep} is not a sweep dir of mnist-exp (it has no "
+                                "mlflow_sweep.json). Pass outputs/multirun/<sweep> or the "
+                                "sweep's parent run id.")
+            uri = args.tracking_uri and tracking.resolve_tracking_uri(args.tracking_uri, os.getcwd())
+            uri = uri or info["tracking_uri"]
+            parent_run_id = info["parent_run_id"]
+        else:
+            uri = tracking.resolve_tracking_uri(args.tracking_uri, os.getcwd())
+            parent_run_id = args.sweep
+            from mlflow.exceptions import MlflowException
+            from mlflow.tracking import MlflowClient
+
+            try:
+                parent = MlflowClient(uri).get_run(parent_run_id)
+            except MlflowException:
+                raise UserError(f"{args.sweep!r} is neither a sweep dir nor a run id in {uri}. "
+                                "Pass outputs/multirun/<sweep>, or a parent run id with "
+                                "--tracking-uri pointing at its store.") from None
+            tagged = parent.data.tags.get("sweep.dir")
+            if tagged and Path(tagged).is_dir():
+                sweep_dir = Path(tagged)
+        report = build_report(sweep_dir, uri, parent_run_id, log_to_parent=args.log,
+                              out_dir=Path(args.out) if args.out else None)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.markdown)
+    print("wrote " + ", ".join(str(p) for p in report.files))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
