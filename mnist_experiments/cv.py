@@ -119,11 +119,9 @@ def run_folds(
             mlflow.log_params({"fold": fold, "folds": k, "train_size": len(train_idx),
                                "val_size": len(val_idx)})
 
-            def log_fold_epoch(metrics: Dict[str, float], step: int) -> None:
-                mlflow.log_metrics(metrics, step=step, synchronous=False)
-
-            result = training.fit(cfg, x[train_idx], y[train_idx], x[val_idx], y[val_idx],
-                                  on_metrics=log_fold_epoch, prefix=prefix)
+            with tracking.BackgroundMetrics(run.info.run_id) as writer:
+                result = training.fit(cfg, x[train_idx], y[train_idx], x[val_idx], y[val_idx],
+                                      on_metrics=writer.log, prefix=prefix)
             proba = training.predict_proba(result.model, x[val_idx])
             val_metrics = training.classification_metrics(y[val_idx], proba, prefix="final_val_")
             mlflow.log_metrics({**val_metrics, "fit_seconds": result.fit_seconds})

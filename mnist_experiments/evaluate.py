@@ -179,8 +179,12 @@ def eval_overrides(run_config: Optional[Dict[str, Any]],
     return base + list(user), origin, warnings
 
 
-def compose_config(overrides: Sequence[str]) -> Any:
-    """The config ``mnist-exp`` would compose for ``overrides`` (Hydra's Compose API)."""
+def compose_config(overrides: Sequence[str], user: Optional[Sequence[str]] = None) -> Any:
+    """The config ``mnist-exp`` would compose for ``overrides`` (Hydra's Compose API).
+
+    ``user`` (default: all of ``overrides``) are the overrides the user typed, shown
+    in the error message if composition fails.
+    """
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -196,8 +200,13 @@ def compose_config(overrides: Sequence[str]) -> Any:
         raise
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         message = " ".join(str(exc).split())
+        message = re.sub(r"\s*To append to your config use \+\S+", "", message)
+        shown = list(overrides if user is None else user)
+        extra = "" if user is None or len(shown) == len(overrides) else (
+            " (applied to the model run's data config)")
         raise ConfigError(
-            f"The data overrides {' '.join(overrides) or '(none)'} do not compose: {message} "
+            f"The data overrides {' '.join(shown) or '(none)'}{extra} do not compose: "
+            f"{message.rstrip('.')}. "
             "Check the spelling (data=mnist|fashion_mnist|digits, data.name, data.path, "
             "data.validation, data.val_fraction, data.limit, data.class_names, seed)."
         ) from exc
@@ -379,7 +388,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         overrides, origin, warnings = eval_overrides(loaded.run_config, args.overrides)
         for warning in warnings:
             print(f"mnist-exp-evaluate: warning: {warning}", file=sys.stderr)
-        cfg = compose_config(overrides)
+        cfg = compose_config(overrides, args.overrides)
         outcome = evaluate(loaded, cfg, overrides, origin, args.experiment_name, args.run_name)
     except UserError as exc:
         print(f"mnist-exp-evaluate: error: {exc}", file=sys.stderr)

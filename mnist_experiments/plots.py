@@ -430,9 +430,14 @@ def _epoch_axis(ax: Any, n_epochs: int) -> None:
     ax.grid(True, alpha=0.3)
 
 
+def _series(values: Any) -> np.ndarray:
+    """A 1-D float array from a list, tuple or array of numbers (or None: empty)."""
+    return np.asarray(list(values) if values is not None else [], dtype=float).reshape(-1)
+
+
 def _plot_series(ax: Any, values: Any, label: str, **kw: Any) -> int:
     """Plot one per-epoch series (epochs 1..n); returns n (0 if empty)."""
-    v = np.asarray(values if values is not None else [], dtype=float).reshape(-1)
+    v = _series(values)
     if v.size:
         ax.plot(np.arange(1, v.size + 1), v, label=label, **kw)
     return int(v.size)
@@ -445,9 +450,9 @@ def training_curves(history: Dict[str, List[float]], title="Training curves") ->
     ``val_loss``); any may be missing, and one epoch is fine. The legend shows each
     series' last value.
     """
-    history = dict(history or {})
+    history = dict(history) if history is not None else {}
     keys = ("accuracy", "val_accuracy", "loss", "val_loss")
-    all_epochs = max((len(history.get(k) or []) for k in keys), default=0)
+    all_epochs = max((len(_series(history.get(k))) for k in keys), default=0)
     marker_size = 5 if all_epochs <= 40 else (3 if all_epochs <= 80 else 0)
     width, height, top, bottom = 10.0, 4.3, 0.75, 0.55
     fig = _figure(width, height)
@@ -585,7 +590,7 @@ def architecture_diagram(layers: List[Dict[str, Any]], title="Architecture") -> 
     (missing keys show as "?"); the total parameter count is in the title. The figure
     height grows with the number of layers (about 0.62 inch per layer).
     """
-    layers = list(layers or [])
+    layers = list(layers) if layers is not None else []
     params = [_as_int(layer.get("params")) for layer in layers]
     total = sum(p for p in params if p is not None)
     full_title = f"{title} {EM_DASH} {total:,} parameters"
@@ -645,7 +650,7 @@ def architecture_diagram(layers: List[Dict[str, Any]], title="Architecture") -> 
 def fold_curves(fold_histories: List[Dict[str, List[float]]], metric="val_accuracy",
                 title=None) -> Figure:
     """k-fold: one line per fold (``fold 1``, ...) of ``metric`` per epoch."""
-    folds = list(fold_histories or [])
+    folds = list(fold_histories) if fold_histories is not None else []
     title = title or f"{metric} per epoch in each of {len(folds)} folds"
     width, height, top, bottom = 8.0, 4.6, 0.6, 0.55
     width = max(width, _text_width(title, TITLE_SIZE, True) + 0.4)
@@ -680,7 +685,7 @@ def fold_summary(final_scores: List[float], metric="val_accuracy", title=None) -
     ``std`` is the population standard deviation (``np.std``, as sklearn reports it);
     NaN scores (failed folds) are left out of both and marked "failed".
     """
-    scores = np.asarray(list(final_scores or []), dtype=float).reshape(-1)
+    scores = _series(final_scores)
     k = scores.size
     title = title or f"Final {metric} per fold ({k} fold{'s' if k != 1 else ''})"
     if k == 0 or not np.isfinite(scores).any():
@@ -753,8 +758,8 @@ def objective_per_job(labels: List[str], values: List[float], best_index: Option
     objective (it labels the value axis, horizontal here). NaN values are jobs that
     failed: no bar, the word "failed".
     """
-    labels = [str(s) for s in (labels or [])]
-    vals = np.asarray(list(values if values is not None else []), dtype=float).reshape(-1)
+    labels = [str(s) for s in (labels if labels is not None else [])]
+    vals = _series(values)
     m = min(len(labels), vals.size)
     labels, vals = labels[:m], vals[:m]
     if m == 0:

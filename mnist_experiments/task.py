@@ -168,21 +168,17 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Out
     return Outcome(run_id=run_id, objective=float(objective), metrics=metrics)
 
 
-def _log_epoch(metrics: Dict[str, float], step: int) -> None:
-    import mlflow
-
-    mlflow.log_metrics(metrics, step=step, synchronous=False)
-
-
 def _fit_and_test(cfg: DictConfig, dataset: Any, x_train, y_train, x_val, y_val,
                   prefix: str = "") -> Dict[str, float]:
     """Fit, evaluate on the test set, log metrics and every run artifact."""
     import mlflow
 
-    from mnist_experiments import artifacts, training
+    from mnist_experiments import artifacts, tracking, training
 
-    result = training.fit(cfg, x_train, y_train, x_val, y_val, on_metrics=_log_epoch,
-                          callbacks=artifacts.training_callbacks(cfg, dataset), prefix=prefix)
+    with tracking.BackgroundMetrics(mlflow.active_run().info.run_id) as writer:
+        result = training.fit(cfg, x_train, y_train, x_val, y_val, on_metrics=writer.log,
+                              callbacks=artifacts.training_callbacks(cfg, dataset),
+                              prefix=prefix)
     proba = training.predict_proba(result.model, dataset.x_test)
     test_metrics = training.classification_metrics(dataset.y_test, proba)
     mlflow.log_metrics(

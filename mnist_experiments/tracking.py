@@ -107,10 +107,45 @@ def tracked_run(
         status = RunStatus.to_string(RunStatus.KILLED)
         raise
     finally:
-        try:
-            mlflow.flush_async_logging()
-        finally:
-            mlflow.end_run(status)
+        mlflow.end_run(status)
+
+
+class BackgroundMetrics:
+    """Log per-epoch metrics from a background thread, so training never waits on the store.
+
+    MLflow's own asynchronous logging (``synchronous=False``) costs about 1 s per run
+    at flush and again at ``end_run`` (its worker polls its queue once a second); this
+    writer's :meth:`close` returns as soon as the last batch is written.
+    """
+
+    def __init__(self, run_id: str):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.run_id = run_id
+        self.client = MlflowClient()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-metrics")
+        self._futures: List[Any] = []
+
+    def log(self, metrics: Mapping[str, float], step: int) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        timestamp = int(time.time() * 1000)
+        batch = [Metric(key, float(value), timestamp, int(step)) for key, value in metrics.items()]
+        self._futures.append(self._pool.submit(self.client.log_batch, self.run_id, metrics=batch))
+
+    def close(self) -> None:
+        """Wait for every batch; re-raise the first logging error."""
+        self._pool.shutdown(wait=True)
+        for future in self._futures:
+            future.result()
+
+    def __enter__(self) -> "BackgroundMetrics":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def flatten(node: Any, prefix: str = "") -> Dict[str, Any]:

@@ -456,6 +456,20 @@ def test_no_clipped_or_overlapping_text(images, tmp_path, case):
     assert fig.get_suptitle() or any(ax.get_title() for ax in fig.axes), "no title"
 
 
+def test_numpy_inputs_everywhere(images, tmp_path):
+    """Arrays instead of lists (no ``array or []`` ambiguity errors)."""
+    hist = {k: np.asarray(v) for k, v in HISTORY.items()}
+    figs = [
+        plots.training_curves(hist),
+        plots.fold_curves([hist, hist]),
+        plots.fold_summary(np.array([0.9, 0.95, 0.93])),
+        plots.objective_per_job(np.array(["a=1", "a=2"]), np.array([0.5, 0.7]), np.int64(1)),
+        plots.architecture_diagram(tuple(LAYERS[:3])),
+    ]
+    for i, fig in enumerate(figs):
+        render(fig, tmp_path, f"{i}.png")
+
+
 # ---------------------------------------------------------------------- the module
 def test_no_pyplot_registry_leak(images, tmp_path):
     plt.close("all")
