@@ -59,6 +59,16 @@ class Timer:
         return float(sum(self.seconds.values()))
 
 
+def log_figure(fig: Any, artifact_file: str, dpi: Optional[int] = None) -> None:
+    """Log a matplotlib figure as a PNG artifact, with the fast save settings of :mod:`plots`."""
+    import matplotlib
+
+    if dpi:
+        fig.set_dpi(int(dpi))
+    with matplotlib.rc_context(plots.SAVE_RC):
+        mlflow.log_figure(fig, artifact_file, save_kwargs=plots.SAVEFIG_KWARGS)
+
+
 def _wanted(viz: Any, part: str) -> bool:
     return bool(viz.enabled) and bool(viz.get(part, True))
 
@@ -211,8 +221,7 @@ def log_run_artifacts(cfg: Any, dataset: Any, result: Any, proba: np.ndarray) ->
 
     for path, fig in figures.items():
         with timer(f"save:{path}"):
-            fig.set_dpi(int(viz.dpi))
-            mlflow.log_figure(fig, path)
+            log_figure(fig, path, dpi=int(viz.dpi))
     figures.clear()  # Figure objects are not registered with pyplot: freed here
 
     if cfg.mlflow.log_model:

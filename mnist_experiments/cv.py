@@ -104,7 +104,7 @@ def run_folds(
     import mlflow
     from sklearn.metrics import confusion_matrix
 
-    from mnist_experiments import plots, tracking, training
+    from mnist_experiments import artifacts, plots, tracking, training
 
     splits = fold_indices(y, cfg.cv, int(cfg.seed))
     k = len(splits)
@@ -130,7 +130,7 @@ def run_folds(
             mlflow.log_dict({"labels": labels, "class_names": class_names, "matrix": cm.tolist()},
                             "metrics/confusion_matrix.json")
             if cfg.viz.enabled and cfg.viz.confusion_matrix:
-                mlflow.log_figure(
+                artifacts.log_figure(
                     plots.confusion_matrix_figure(
                         cm, class_names, title=f"Confusion matrix (fold {fold} validation)"),
                     "plots/confusion_matrix.png")

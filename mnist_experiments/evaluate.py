@@ -201,14 +201,20 @@ def compose_config(overrides: Sequence[str], user: Optional[Sequence[str]] = Non
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         message = " ".join(str(exc).split())
         message = re.sub(r"\s*To append to your config use \+\S+", "", message)
+        message = re.sub(r"\s*Config search path:.*$", "", message)
+        cause = exc.__cause__ or exc.__context__
+        if cause is not None:
+            detail = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+            if detail and detail not in message:
+                message = f"{message.rstrip('.')}: {detail}"
         shown = list(overrides if user is None else user)
         extra = "" if user is None or len(shown) == len(overrides) else (
             " (applied to the model run's data config)")
         raise ConfigError(
             f"The data overrides {' '.join(shown) or '(none)'}{extra} do not compose: "
             f"{message.rstrip('.')}. "
-            "Check the spelling (data=mnist|fashion_mnist|digits, data.name, data.path, "
-            "data.validation, data.val_fraction, data.limit, data.class_names, seed)."
+            "Allowed: data=mnist|fashion_mnist|digits, data.name, data.path, "
+            "data.validation, data.val_fraction, data.limit, data.class_names, seed."
         ) from exc
     validate(cfg)
     return cfg

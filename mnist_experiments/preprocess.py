@@ -8,17 +8,20 @@ picture, of any size and either polarity:
 1. **Polarity.** The median of the border pixels (a frame about 5% of the shorter
    side wide, at least one pixel) is the background. A light background (median above
    0.5) means dark ink: the image is inverted, so ink is always light on dark.
-2. **Background removal, no threshold.** The background level (the border median plus
-   three robust standard deviations of the border, ``1.4826 * MAD``: zero extra for a
-   clean image, just above the noise of a photo or a JPEG) is subtracted and the rest
-   scaled so that the brightest ink is 1.0. Nothing is binarised.
+2. **Background removal, no threshold.** The background level is subtracted and the
+   rest scaled so that the brightest ink is 1.0; nothing is binarised. The level is the
+   border median plus the noise floor ``sigma * sqrt(2 ln N)`` (Donoho and Johnstone's
+   universal threshold: about the largest value N pixels of Gaussian noise reach),
+   with ``sigma`` a robust estimate from the border (:func:`noise_sigma`). A clean
+   image has ``sigma = 0``, so only the flat background is removed; in a grainy photo
+   or a JPEG no background pixel is left over to inflate the crop.
 3. **Crop** to the bounding box of the remaining ink (every pixel above zero).
-4. **Fit** into 20x20 keeping the aspect ratio (the longer side becomes 20 pixels),
-   resampled with Pillow's Lanczos filter, which anti-aliases when shrinking.
-5. **Centre** in 28x28 by centre of mass: the box is placed (whole pixels) so that
-   its centre of mass lands as close as possible to the frame's centre (pixel
-   coordinates 13.5, 13.5, i.e. 14.0 measured from the frame's edge), without cutting
-   any ink off.
+4. **Fit** into 20x20 keeping the aspect ratio (the longer side becomes 20 pixels).
+5. **Centre** in 28x28 by centre of mass: the digit is translated (by fractions of a
+   pixel too) so that its centre of mass is the frame's centre -- pixel coordinates
+   (13.5, 13.5), i.e. (14, 14) measured from the frame's corner -- unless that would
+   cut ink off at an edge. Steps 4 and 5 are a single resampling with Pillow's Lanczos
+   filter, which anti-aliases when shrinking (:func:`fit_and_centre`).
 
 The result is ``float32`` of shape (28, 28) in [0, 1], the scale of
 :func:`mnist_experiments.training.to_float`; add the channel axis for a model.
@@ -46,7 +49,9 @@ IMAGE_SIZE = 28
 BOX_SIZE = 20
 FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 MIN_CONTRAST = 8.0 / 255.0  # ink must stand out from the background by this much
-_MAD_TO_SIGMA = 1.4826
+# E|X| of a Gaussian with sigma 1, truncated to its central 90%:
+# sqrt(2/pi) * (1 - exp(-1.645**2 / 2)) / 0.9
+_TRUNCATED_MEAN = 0.657
 
 
 class ImageError(UserError):
@@ -144,6 +149,20 @@ def is_light_background(gray: np.ndarray) -> bool:
     return float(np.median(border_pixels(gray))) > 0.5
 
 
+def noise_sigma(border: np.ndarray) -> float:
+    """A robust standard deviation of the background noise in ``border``.
+
+    The mean absolute deviation from the median over the 90% of pixels closest to it
+    (ink reaching the border is left out), divided by that fraction's expectation for
+    Gaussian noise (0.657 sigma). Unlike the median absolute deviation it does not
+    collapse to 0 or 1 grey level for the integer pixels of a slightly noisy image.
+    """
+    border = np.asarray(border, dtype=np.float64)
+    deviation = np.abs(border - np.median(border))
+    kept = deviation[deviation <= np.quantile(deviation, 0.9)]
+    return float(kept.mean() / _TRUNCATED_MEAN) if kept.size else 0.0
+
+
 def center_of_mass(image: np.ndarray) -> Tuple[float, float]:
     """(row, column) of the intensity-weighted centre, in pixel-index coordinates."""
     image = np.asarray(image, dtype=np.float64)
@@ -180,11 +199,10 @@ def to_mnist(gray: Any, name: str = "image") -> np.ndarray:
     if is_light_background(values):
         values = 1.0 - values
 
-    # 2. subtract the background level (border median + 3 robust sigmas), scale to 1
+    # 2. subtract the background level (border median + noise floor), scale to 1
     border = border_pixels(values)
     median = float(np.median(border))
-    mad = float(np.median(np.abs(border - median)))
-    background = median + 3.0 * _MAD_TO_SIGMA * mad
+    background = median + noise_sigma(border) * math.sqrt(2.0 * math.log(values.size))
     ink = np.clip(values - background, 0.0, None)
     peak = float(ink.max())
     if peak < MIN_CONTRAST:
@@ -201,40 +219,42 @@ def to_mnist(gray: Any, name: str = "image") -> np.ndarray:
     cols = np.flatnonzero(ink.any(axis=0))
     ink = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
 
-    # 4. fit into BOX_SIZE x BOX_SIZE, keeping the aspect ratio, anti-aliased
-    ink = _fit(ink, BOX_SIZE)
-
-    # 5. paste into IMAGE_SIZE x IMAGE_SIZE, centre of mass at the centre
-    return _paste_centred(ink, IMAGE_SIZE).astype(np.float32)
+    # 4.+5. fit into the 20x20 box and centre by centre of mass, in one resampling
+    return fit_and_centre(ink, BOX_SIZE, IMAGE_SIZE).astype(np.float32)
 
 
-def _fit(ink: np.ndarray, box: int) -> np.ndarray:
-    """Resize so the longer side is ``box`` pixels; values clipped and rescaled to max 1."""
+def fit_and_centre(ink: np.ndarray, box: int = BOX_SIZE, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Scale ``ink`` to fit ``box`` x ``box`` and place it in ``size`` x ``size``.
+
+    The longer side becomes ``box`` pixels (aspect ratio kept) and the picture is
+    translated, by fractions of a pixel too, so that its centre of mass falls on the
+    frame's centre -- unless that would push ink out of the frame, in which case it
+    stops at the edge. Scaling and translation are one Lanczos resampling (Pillow's
+    ``resize`` with a source ``box``), anti-aliased when shrinking, so a digit gives
+    the same result whatever its size and position in the picture. Values are clipped
+    to [0, 1] (Lanczos overshoots a little) and rescaled to a maximum of 1.
+    """
     from PIL import Image
 
     h, w = ink.shape
     scale = box / float(max(h, w))
-    new_h = min(box, max(1, int(round(h * scale))))
-    new_w = min(box, max(1, int(round(w * scale))))
-    if (new_h, new_w) == (h, w):
-        return ink
-    resized = Image.fromarray(ink.astype(np.float32)).resize(
-        (new_w, new_h), Image.Resampling.LANCZOS)
-    out = np.clip(np.asarray(resized, dtype=np.float64), 0.0, 1.0)
-    top = out.max()
-    return out / top if top > 0 else out
-
-
-def _paste_centred(ink: np.ndarray, size: int) -> np.ndarray:
-    """Place ``ink`` in a ``size`` x ``size`` frame, its centre of mass at the centre."""
-    h, w = ink.shape
     cy, cx = center_of_mass(ink)
-    centre = (size - 1) / 2.0
-    top = min(max(math.floor(centre - cy + 0.5), 0), size - h)
-    left = min(max(math.floor(centre - cx + 0.5), 0), size - w)
-    frame = np.zeros((size, size), dtype=np.float64)
-    frame[top:top + h, left:left + w] = ink
-    return frame
+    # continuous coordinates: pixel i spans [i, i + 1); frame = scale * source + shift
+    shift_y = min(max(size / 2.0 - scale * (cy + 0.5), 0.0), size - scale * h)
+    shift_x = min(max(size / 2.0 - scale * (cx + 0.5), 0.0), size - scale * w)
+    # the source region that maps onto the frame, inside a zero-padded copy
+    y0, y1 = -shift_y / scale, (size - shift_y) / scale
+    x0, x1 = -shift_x / scale, (size - shift_x) / scale
+    top, left = int(math.ceil(max(0.0, -y0))) + 1, int(math.ceil(max(0.0, -x0))) + 1
+    bottom = int(math.ceil(max(0.0, y1 - h))) + 1
+    right = int(math.ceil(max(0.0, x1 - w))) + 1
+    padded = np.pad(ink.astype(np.float32), ((top, bottom), (left, right)))
+    frame = Image.fromarray(padded).resize(
+        (size, size), Image.Resampling.LANCZOS,
+        box=(x0 + left, y0 + top, x1 + left, y1 + top))
+    out = np.clip(np.asarray(frame, dtype=np.float64), 0.0, 1.0)
+    peak = out.max()
+    return out / peak if peak > 0 else out
 
 
 def preprocess_file(path: Any) -> np.ndarray:

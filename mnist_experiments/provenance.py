@@ -61,14 +61,15 @@ def provenance_keys(*tag_sets: Mapping[str, str]) -> List[str]:
 
 
 def compare(original: Mapping[str, str], reproduction: Mapping[str, str]) -> List[Difference]:
-    """Every provenance tag that differs between two runs' tags.
+    """Every provenance tag of the original whose value differs in the reproduction.
 
-    A key recorded on neither run is skipped; a key recorded on only one run is reported.
+    Keys the original did not record are skipped (an older run, or a config file with
+    only a ``data.json`` beside it); a key the reproduction lacks is reported.
     """
     differences = []
     for key in provenance_keys(original, reproduction):
         a, b = original.get(key), reproduction.get(key)
-        if a is None and b is None:
+        if a is None:
             continue
         if a != b:
             differences.append(Difference(key, a, b))

@@ -505,11 +505,11 @@ def attach_store(original: Original, uri: str) -> None:
         log.info("no tracking store at %s: no original run to compare with", uri)
         return
     candidates = {original.given, os.path.realpath(original.given)}
+    experiments = [e.experiment_id for e in client.search_experiments()]
     runs = []
     for candidate in candidates:
-        if "'" in candidate:
+        if "'" in candidate:  # cannot be quoted in a filter string; no run is found
             continue
-        experiments = [e.experiment_id for e in client.search_experiments()]
         if experiments:
             runs += client.search_runs(
                 experiments, filter_string=f"tags.`hydra.output_dir` = '{candidate}'",
@@ -786,9 +786,13 @@ def reproduce(args: argparse.Namespace) -> int:
 
     from mnist_experiments import provenance
 
-    differences = provenance.compare(original.tags, new_run.data.tags) if original.tags else []
+    differences = provenance.compare(original.tags, new_run.data.tags)
     for difference in differences:
         warn(f"provenance differs: {difference.describe()}")
+    if original.tags.get("git_dirty") == "true":
+        warn(f"the original ran from uncommitted code (git_dirty=true at commit "
+             f"{original.tags.get('git_commit', 'unknown')}): the code that made it may "
+             "not exist anywhere else.")
     if differences and args.override:
         warn(f"(--override {' '.join(args.override)} was given, which may explain some "
              "of these differences.)")

@@ -225,11 +225,11 @@ def _kfold(cfg: DictConfig, dataset: Any, x_pool, y_pool, experiment_id: str,
              summary["cv_val_accuracy_mean"], summary["cv_val_accuracy_std"], len(folds.results))
     if cfg.viz.enabled:
         histories = [r.history for r in folds.results]
-        mlflow.log_figure(plots.fold_curves(histories, metric="val_accuracy"),
+        artifacts.log_figure(plots.fold_curves(histories, metric="val_accuracy"),
                           "plots/cv_val_accuracy_per_epoch.png")
-        mlflow.log_figure(plots.fold_curves(histories, metric="val_loss"),
+        artifacts.log_figure(plots.fold_curves(histories, metric="val_loss"),
                           "plots/cv_val_loss_per_epoch.png")
-        mlflow.log_figure(
+        artifacts.log_figure(
             plots.fold_summary([r.history["val_accuracy"][-1] for r in folds.results]),
             "plots/cv_fold_accuracy.png")
 
@@ -249,5 +249,5 @@ def _kfold(cfg: DictConfig, dataset: Any, x_pool, y_pool, experiment_id: str,
             folds.last_model, x_pool[index], names[int(y_pool[index])], index,
             int(cfg.viz.max_channels))
         for path, fig in figures.items():
-            mlflow.log_figure(fig, path)
+            artifacts.log_figure(fig, path)
     return metrics

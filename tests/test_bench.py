@@ -1,0 +1,75 @@
+"""The benchmark (bench/) keeps working, and the CLI stays cheap to import.
+
+The benchmark itself is not part of the test suite (it takes minutes on real data);
+here it runs on a tiny input: a few hundred digits, one epoch, one pair.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+
+from conftest import REPO, cli_env
+
+BENCHMARK = REPO / "bench" / "benchmark.py"
+
+
+def test_benchmark_runs_on_tiny_input(tmp_path):
+    out = tmp_path / "results.md"
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARK), "--digits", "--limit", "200", "--epochs", "1",
+         "--pairs", "1", "--cli-runs", "1", "--no-warmup", "--out", str(out)],
+        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    text = out.read_text()
+    assert text in result.stdout  # the report is printed too
+
+    # both variants ran, in the per-run table
+    assert re.search(r"^\| 1 \| A \| [\d.]+ \|", text, re.M), text
+    assert re.search(r"^\| 1 \| B \| [\d.]+ \|", text, re.M), text
+    # the ratios B/A and their median
+    assert "## B / A per pair" in text
+    assert re.search(r"^\| \*\*median\*\* \| \*\*[\d.]+\*\* \|", text, re.M), text
+    # the header names the command and the machine
+    assert "--digits --limit 200" in text and "Machine:" in text and "TensorFlow" in text
+    assert "`mnist-exp --help`" in text and "`mnist-exp --cfg job`" in text
+    assert "## Targets" in text
+
+    report = json.loads(out.with_suffix(".json").read_text())
+    (pair,) = report["pairs"]
+    for variant in ("A", "B"):
+        run = pair[variant]
+        assert run["returncode"] == 0
+        assert 0.05 <= run["test_accuracy"] <= 1.0, run["test_accuracy"]  # 10 classes: chance is 0.1
+        assert len(run["epoch_s"]) == 1 and run["epoch_s"][0] > 0
+        assert 0 < run["first_epoch_from_launch_s"] < run["wall_s"]
+        assert run["peak_rss_mb"] > 50
+    # B's numbers come from its MLflow run
+    assert {"total_seconds", "fit_seconds", "artifact_seconds"} <= set(pair["B"]["mlflow"])
+    assert pair["B"]["timeline"]["fit"] > 0
+    # A and B saw the same data: 200 training images, the test half of 200
+    assert pair["A"]["n_train"] == 200 and pair["A"]["n_test"] == 100
+
+
+def test_cli_import_and_compose_load_neither_tensorflow_nor_mlflow(tmp_path):
+    code = textwrap.dedent(
+        """
+        import sys
+        import mnist_experiments.cli
+        from hydra import compose, initialize_config_module
+        with initialize_config_module("mnist_experiments.conf", version_base="1.3"):
+            cfg = compose("config", overrides=["data=digits"])
+        assert cfg.data.name == "digits"
+        heavy = sorted(m for m in sys.modules
+                       if m.split(".")[0] in ("tensorflow", "keras", "mlflow"))
+        print(",".join(heavy))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=cli_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert result.stdout.strip() == "", f"heavy modules imported: {result.stdout.strip()}"
