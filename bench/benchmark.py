@@ -339,8 +339,9 @@ def b_timeline(run: Dict[str, Any]) -> Optional[Dict[str, float]]:
 
 
 TIMELINE_LABELS = {
-    "start_imports_hydra": "launch → task start (interpreter, imports, Hydra compose)",
-    "data_and_store": "data loading, MLflow import, store and experiment set-up → run start",
+    "start_imports_hydra": "launch → task start (interpreter, CLI imports, Hydra compose)",
+    "data_and_store": ("task start → run start (data loading, TensorFlow/Keras and MLflow "
+                       "imports, store creation and experiment set-up)"),
     "run_setup": "run start → epoch 1 starts (params, config, model build, tf.data)",
     "fit": "training (all epochs, validation included)",
     "test_predict_metrics": "test predictions, metrics, run end (besides artifacts)",
@@ -643,6 +644,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per run")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary run directories (their path is printed)")
+    parser.add_argument("--from-json", metavar="PATH", default=None,
+                        help="run nothing: re-render the report of an earlier run from its "
+                             "JSON twin and write it to --out")
     args = parser.parse_args(argv)
     if args.pairs < 1 or args.epochs < 1:
         parser.error("--pairs and --epochs must be at least 1")
@@ -651,12 +655,34 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
+def rerender(source: Path, out: Path) -> int:
+    """Write the Markdown report of an earlier run (its JSON twin) again, e.g. after a
+    change to the report's layout."""
+    report = json.loads(source.read_text())
+    report["summary"] = summarize(report["pairs"])
+    report["targets"] = targets(report)
+    text = render(report)
+    if report.get("incomplete"):
+        text += INCOMPLETE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    if out.with_suffix(".json").resolve() != source.resolve():
+        out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(text)
+    return 0
+
+
+INCOMPLETE = "\n**Incomplete: the benchmark stopped early; only the finished pairs are shown.**\n"
+
+
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    if args.from_json:
+        return rerender(Path(args.from_json), Path(args.out))
     started = time.perf_counter()
     if argv is None:
         command = shlex.join(["python", *sys.argv])
@@ -715,9 +741,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     report["duration_s"] = time.perf_counter() - started
     report["summary"] = summarize(report["pairs"])
     report["targets"] = targets(report)
+    report["incomplete"] = interrupted
     text = render(report)
     if interrupted:
-        text += "\n**Incomplete: the benchmark stopped early; only the finished pairs are shown.**\n"
+        text += INCOMPLETE
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)

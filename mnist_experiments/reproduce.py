@@ -39,6 +39,7 @@ import os
 import re
 import sys
 import tempfile
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -642,7 +643,7 @@ def render_table(rows: List[Row], tolerance: float) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description=(
+        description=textwrap.fill(
             "Re-run a recorded mnist-exp experiment with exactly its composed config and "
             "compare the numbers. RUN is an MLflow run id, a Hydra run dir "
             "(outputs/runs/<time>, holding .hydra/config.yaml) or a config file (a run's "
@@ -807,7 +808,8 @@ def reproduce(args: argparse.Namespace) -> int:
     else:
         worst = max(abs(r.difference) for r in compared)
         verdict, status = "REPRODUCED", EXIT_REPRODUCED
-        detail = (f"{len(compared)} metrics, max |difference| {worst:g} <= tolerance "
+        detail = (f"{len(compared)} metric{'s' if len(compared) != 1 else ''}, "
+                  f"max |difference| {worst:g} <= tolerance "
                   f"{args.tolerance:g}")
     if differences:
         detail += f"; {len(differences)} provenance difference(s), see the warnings"
