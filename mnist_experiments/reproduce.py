@@ -483,10 +483,13 @@ def attach_store(original: Original, uri: str) -> None:
             ) from None
         text = _download_text(client, original.given, "config.yaml")
         if text is None:
+            parent = run.data.tags.get("mlflow.parentRunId")
+            hint = (f"It is a child run (e.g. one fold) of run {parent}: reproduce that run. "
+                    if parent else "")
             raise UserError(
                 f"Run {original.given} has no config.yaml artifact (the composed config "
-                f"logged by mnist-exp), so it cannot be reproduced. Give its Hydra run dir "
-                "or a config file instead."
+                f"logged by mnist-exp), so it cannot be reproduced. {hint}Give its Hydra run "
+                "dir or a config file instead."
             )
         original.config_text = text
         original.config_where = f"config.yaml of run {original.given}"
@@ -520,6 +523,8 @@ def attach_store(original: Original, uri: str) -> None:
         log.info("no run in %s has hydra.output_dir=%s: no original metrics", uri,
                  original.given)
         return
+    found = {r.info.run_id for r in runs}  # a k-fold parent's children are not the result
+    runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") not in found]
     runs.sort(key=lambda r: r.info.start_time or 0, reverse=True)
     if len({r.info.run_id for r in runs}) > 1:
         warn(f"{len(runs)} runs record the output dir {original.given}; comparing with the "

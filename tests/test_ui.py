@@ -228,7 +228,7 @@ def _logged_model_ready(text: str) -> bool:
     return i >= 0 and "Ready" in text[i:i + 600]
 
 
-def test_browser_shows_run_overview(server, browser, ids, tmp_path):
+def test_browser_shows_run_overview(browser, server, ids, tmp_path):
     url = run_page_url(server.url, ids["experiment_id"], ids["run_id"])
     needles = [ids["run_name"], ids["run_id"], "val_accuracy", "test_accuracy", "train.epochs",
                "model.conv_blocks.0.filters", "Finished", "Artifacts"]
@@ -243,7 +243,7 @@ def test_browser_shows_run_overview(server, browser, ids, tmp_path):
     assert elapsed < 60
 
 
-def test_browser_shows_artifacts(server, browser, ids, tmp_path):
+def test_browser_shows_artifacts(browser, server, ids, tmp_path):
     # The artifacts tab, with the confusion matrix selected by the URL
     url = run_page_url(server.url, ids["experiment_id"], ids["run_id"],
                        "artifacts/plots/confusion_matrix.png")
