@@ -50,8 +50,9 @@ def server(trained_run, tmp_path_factory):
         srv.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
+@pytest.fixture(scope="session")
+def chromium_exe():
+    """Session-scoped so that a missing browser is reported before the training run starts."""
     exe = find_chromium()
     if exe is None:
         reason = ("no Chromium on PATH: the MLflow UI browser tests need Debian's "
@@ -59,7 +60,12 @@ def browser():
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason + " -- CI must install it")
         pytest.skip(reason)
-    b = Chromium(exe, width=WIDTH, height=HEIGHT, env=cli_env())
+    return exe
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_exe):
+    b = Chromium(chromium_exe, width=WIDTH, height=HEIGHT, env=cli_env())
     b.start()
     prepare_mlflow_ui(b)
     try:
@@ -252,8 +258,12 @@ def test_browser_shows_artifacts(browser, server, ids, tmp_path):
         ["activations", "plots", "metrics", "config.yaml", "plots/confusion_matrix.png",
          "curves.png"], timeout=60)
     assert ids["run_name"] in text
-    img = browser.wait_for_image(min_size=200)  # the PNG, fetched through the server, decoded
-    assert img["naturalWidth"] >= 200 and img["shownWidth"] > 100
+    # the PNG, fetched through the server and decoded by the browser: the run's own image
+    img = browser.wait_for_image(min_size=200)
+    served = server.get_raw("/get-artifact", path="plots/confusion_matrix.png",
+                            run_uuid=ids["run_id"])
+    assert (img["naturalWidth"], img["naturalHeight"]) == png_size(served)
+    assert img["shownWidth"] > 100
     _check_screenshot(browser.screenshot(), tmp_path / "confusion_matrix.png")
 
     # An activation image, opened the same way
@@ -262,5 +272,7 @@ def test_browser_shows_artifacts(browser, server, ids, tmp_path):
     text = browser.wait_for_texts(["activations/conv1.png", "conv2.png", "input.png"],
                                   timeout=60)
     img = browser.wait_for_image(min_size=100)
-    assert img["naturalWidth"] >= 100
+    served = server.get_raw("/get-artifact", path="activations/conv1.png",
+                            run_uuid=ids["run_id"])
+    assert (img["naturalWidth"], img["naturalHeight"]) == png_size(served)
     _check_screenshot(browser.screenshot(), tmp_path / "conv1.png")
