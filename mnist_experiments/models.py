@@ -43,18 +43,9 @@ def build_model(model_cfg: Any, input_shape=INPUT_SHAPE, num_classes: int = NUM_
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     for i, block in enumerate(model_cfg.conv_blocks, start=1):
-        batch_norm = bool(block.batch_norm)
-        x = layers.Conv2D(
-            int(block.filters),
-            int(block.kernel_size),
-            padding=_value(block.padding),
-            activation=None if batch_norm else block.activation,
-            use_bias=not batch_norm,
-            name=f"conv{i}",
-        )(x)
-        if batch_norm:
-            x = layers.BatchNormalization(name=f"conv{i}_bn")(x)
-            x = layers.Activation(block.activation, name=f"conv{i}_{block.activation}")(x)
+        x = _normalized(x, layers.Conv2D, f"conv{i}", block.activation, bool(block.batch_norm),
+                        filters=int(block.filters), kernel_size=int(block.kernel_size),
+                        padding=_value(block.padding))
         if block.pool_size:
             pool = layers.MaxPooling2D if _value(block.pool_type) == "max" else layers.AveragePooling2D
             x = pool(int(block.pool_size), name=f"pool{i}")(x)
@@ -67,21 +58,22 @@ def build_model(model_cfg: Any, input_shape=INPUT_SHAPE, num_classes: int = NUM_
         x = layers.Flatten(name="flatten")(x)
 
     for i, dense in enumerate(model_cfg.dense_layers, start=1):
-        batch_norm = bool(dense.batch_norm)
-        x = layers.Dense(
-            int(dense.units),
-            activation=None if batch_norm else dense.activation,
-            use_bias=not batch_norm,
-            name=f"dense{i}",
-        )(x)
-        if batch_norm:
-            x = layers.BatchNormalization(name=f"dense{i}_bn")(x)
-            x = layers.Activation(dense.activation, name=f"dense{i}_{dense.activation}")(x)
+        x = _normalized(x, layers.Dense, f"dense{i}", dense.activation, bool(dense.batch_norm),
+                        units=int(dense.units))
         if dense.dropout:
             x = layers.Dropout(float(dense.dropout), name=f"dense{i}_dropout")(x)
 
     outputs = layers.Dense(num_classes, activation="softmax", name="classifier")(x)
     return keras.Model(inputs, outputs, name=str(model_cfg.name))
+
+
+def _normalized(x, layer_class, name: str, activation: str, batch_norm: bool, **kwargs):
+    """``layer -> activation``, or ``layer (no bias) -> BatchNormalization -> activation``."""
+    if not batch_norm:
+        return layer_class(activation=activation, name=name, **kwargs)(x)
+    x = layer_class(activation=None, use_bias=False, name=name, **kwargs)(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.Activation(activation, name=f"{name}_{activation}")(x)
 
 
 def conv_layer_names(model: keras.Model) -> List[str]:
