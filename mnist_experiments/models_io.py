@@ -136,6 +136,11 @@ def using_tracking_uri(uri: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def _named(spec: str, uri: str) -> str:
+    """``'spec'``, plus the URI it resolved to if that differs."""
+    return repr(str(spec)) if str(spec) == uri else f"{str(spec)!r} ({uri})"
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "message", None) or exc).strip()
     line = text.splitlines()[0].strip() if text else type(exc).__name__
@@ -245,7 +250,7 @@ def load(spec: str, tracking_uri: Optional[str] = None, cwd: Optional[str] = Non
                                                                      dst_path=tmp))
             except (MlflowException, OSError) as exc:
                 raise ModelError(
-                    f"Cannot find the model {spec!r} ({uri}){where}: {_first_line(exc)} "
+                    f"Cannot find the model {_named(spec, uri)}{where}: {_first_line(exc)} "
                     f"Check the reference (mlflow ui shows run ids and registered models; "
                     f"{MODEL_FORMS} are accepted) and that --tracking-uri / "
                     "$MLFLOW_TRACKING_URI names the store the model was logged to."
@@ -253,7 +258,7 @@ def load(spec: str, tracking_uri: Optional[str] = None, cwd: Optional[str] = Non
         mlmodel = model_dir / "MLmodel"
         if not mlmodel.is_file():
             raise ModelError(
-                f"{spec!r} ({uri}){where} holds no MLmodel file, so it is not a logged "
+                f"{_named(spec, uri)}{where} holds no MLmodel file, so it is not a logged "
                 "MLflow model (was the run trained with mlflow.log_model=false?). Give a "
                 f"run that logged its model, or {MODEL_FORMS}."
             )
@@ -261,19 +266,20 @@ def load(spec: str, tracking_uri: Optional[str] = None, cwd: Optional[str] = Non
             meta = Model.load(str(mlmodel))
         except Exception as exc:  # malformed YAML and the like
             raise ModelError(
-                f"The MLmodel file of {spec!r} ({uri}) cannot be read: {_first_line(exc)} "
+                f"The MLmodel file of {_named(spec, uri)} cannot be read: {_first_line(exc)} "
                 "The model is damaged; log it again."
             ) from exc
         flavor = (meta.flavors or {}).get("keras")
         if flavor is None:
             raise ModelError(
-                f"{spec!r} ({uri}) is a model of flavor(s) {', '.join(sorted(meta.flavors or {}))}, "
+                f"{_named(spec, uri)} is a model of flavor(s) "
+                f"{', '.join(sorted(meta.flavors or {}))}, "
                 "not a Keras model logged with mlflow.keras.log_model (as mnist-exp does). "
                 "Give a model logged by mnist-exp."
             )
         if flavor.get("save_exported_model"):
             raise ModelError(
-                f"{spec!r} ({uri}) was logged as an exported TensorFlow SavedModel "
+                f"{_named(spec, uri)} was logged as an exported TensorFlow SavedModel "
                 "(save_exported_model=True), which cannot be used as a Keras model here. "
                 "Log the model in the .keras format (mnist-exp's default)."
             )
@@ -307,14 +313,19 @@ def _load_keras_safely(model_dir: Path, spec: str, uri: str) -> Any:
         with scope:
             return mlflow.keras.load_model(str(model_dir), load_model_kwargs={"safe_mode": True})
     except Exception as exc:
-        reason = _first_line(exc)
-        hint = ""
-        if "safe_mode" in reason or "lambda" in reason.lower():
-            hint = (" Keras' safe mode refused it: the file contains serialized code "
-                    "(e.g. a Lambda layer), which is never loaded from a tracking store.")
+        text = str(exc)
+        if "safe_mode" in text or "enable_unsafe_deserialization" in text:
+            first = text.strip().split(". ")[0].strip().rstrip(".")
+            raise ModelError(
+                f"The Keras model of {_named(spec, uri)} contains serialized Python code, "
+                f"which Keras' safe mode refuses to load ({first}). Models are only "
+                "loaded with safe mode on, because loading code from a tracking store "
+                "can run anything. Rebuild the model from standard Keras layers (as "
+                "mnist-exp's configs do) and log it again."
+            ) from exc
         raise ModelError(
-            f"The Keras model of {spec!r} ({uri}) cannot be loaded: {reason}{hint} The "
-            "model file is damaged or was written by an incompatible Keras version."
+            f"The Keras model of {_named(spec, uri)} cannot be loaded: {_first_line(exc)} "
+            "The model file is damaged or was written by an incompatible Keras version."
         ) from exc
 
 
@@ -397,7 +408,7 @@ def register(run_id_or_uri: str, name: str, alias: Optional[str] = None,
                     name, alias, str(version.version))
         except MlflowException as exc:
             raise ModelError(
-                f"Cannot register {run_id_or_uri!r} ({uri}) as {name!r}"
+                f"Cannot register {_named(run_id_or_uri, uri)} as {name!r}"
                 f"{f' with alias {alias!r}' if alias else ''} in {store}: "
                 f"{_first_line(exc)} Check the run id (its model must have been logged) "
                 "and the name/alias (an alias may not look like a version, e.g. v1)."

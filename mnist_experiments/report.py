@@ -34,6 +34,7 @@ class Report:
     rows: List[Dict[str, Any]]
     markdown: str
     files: List[Path] = field(default_factory=list)
+    registered: Optional[str] = None  # models:/<name>/<version> of the registered best model
 
     @property
     def failed(self) -> List[Dict[str, Any]]:
@@ -166,8 +167,14 @@ def _swept_values(rows: List[Dict[str, Any]]) -> Dict[str, Dict[str, List[float]
 
 
 def build_report(sweep_dir: Optional[Path], uri: str, parent_run_id: str,
-                 log_to_parent: bool = False, out_dir: Optional[Path] = None) -> Report:
-    """Write the leaderboard files (and, optionally, log them to the parent run)."""
+                 log_to_parent: bool = False, out_dir: Optional[Path] = None,
+                 register_as: Optional[str] = None,
+                 register_alias: Optional[str] = None) -> Report:
+    """Write the leaderboard files (and, optionally, log them to the parent run).
+
+    With ``register_as``, the best job's model is registered under that name (and
+    ``register_alias`` points at the new version).
+    """
     from mlflow.tracking import MlflowClient
 
     from mnist_experiments import plots
@@ -212,6 +219,13 @@ def build_report(sweep_dir: Optional[Path], uri: str, parent_run_id: str,
             client.set_tag(parent_run_id, "best_overrides", str(best_row["overrides"])[:5000])
         client.log_metric(parent_run_id, "jobs_finished", len(rows) - len(report.failed))
         client.log_metric(parent_run_id, "jobs_failed", len(report.failed))
+    if register_as and report.best is not None:
+        from mnist_experiments.models_io import register
+
+        version = register(report.best["run_id"], register_as, register_alias, tracking_uri=uri)
+        report.registered = f"models:/{version.name}/{version.version}"
+        if log_to_parent:
+            MlflowClient(uri).set_tag(parent_run_id, "best_model_registered", report.registered)
     return report
 
 
@@ -228,6 +242,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--out", help="where to write the files (default: the sweep dir)")
     parser.add_argument("--log", action="store_true",
                         help="also log the leaderboard to the sweep's parent run")
+    parser.add_argument("--register", metavar="NAME",
+                        help="register the best job's model under NAME in the model registry")
+    parser.add_argument("--alias", help="with --register: point this alias (e.g. champion) "
+                                        "at the new version")
     args = parser.parse_args(argv)
     try:
         from mnist_experiments import tracking
@@ -260,12 +278,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             if tagged and Path(tagged).is_dir():
                 sweep_dir = Path(tagged)
         report = build_report(sweep_dir, uri, parent_run_id, log_to_parent=args.log,
-                              out_dir=Path(args.out) if args.out else None)
+                              out_dir=Path(args.out) if args.out else None,
+                              register_as=args.register, register_alias=args.alias)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(report.markdown)
     print("wrote " + ", ".join(str(p) for p in report.files))
+    if report.registered:
+        print(f"registered the best model as {report.registered}")
     return 0
 
 

@@ -577,7 +577,7 @@ def check_data(original_cfg: Any, cfg: Any, original: Original, allow_change: bo
         f"The data differ from the original run's: its data fingerprint was {expected} "
         f"(source {original.data_source or 'unknown'}), but the data here give {actual} "
         f"(source {raw.source}). A changed file, another copy or another version of the data "
-        "changes every number, so the result cannot be confirmed with these data."
+        "can change the numbers, so the result cannot be confirmed with these data."
     )
     if allow_change:
         warn(message + " Going on because of --allow-data-change.")
@@ -599,7 +599,8 @@ class Row:
     def difference(self) -> Optional[float]:
         if self.original is None or self.reproduced is None:
             return None
-        if math.isnan(self.original) and math.isnan(self.reproduced):
+        if self.original == self.reproduced or (
+                math.isnan(self.original) and math.isnan(self.reproduced)):
             return 0.0
         return self.reproduced - self.original
 

@@ -168,6 +168,9 @@ class MlflowConfig:
     experiment_name: str = "mnist-experiments"
     run_name: Optional[str] = None  # null: built from the command-line overrides
     log_model: bool = True
+    # Register the trained model under this name (in a sweep: the best job's model).
+    register_as: Optional[str] = None
+    register_alias: Optional[str] = None  # e.g. champion -> models:/<name>@champion
 
 
 @dataclass

@@ -100,6 +100,8 @@ class MlflowSweepCallback(Callback):
         client.log_dict(run_id, {"overrides": overrides, "sweeper": sweeper, "launcher": launcher},
                         "sweep/sweep.yaml")
         self._sweep = {
+            "register_as": config.mlflow.get("register_as") or "",
+            "register_alias": config.mlflow.get("register_alias") or "",
             "tracking_uri": uri,
             "experiment_id": experiment_id,
             "parent_run_id": run_id,
@@ -127,7 +129,9 @@ class MlflowSweepCallback(Callback):
 
         try:
             report = build_report(Path(self._sweep["sweep_dir"]), self._sweep["tracking_uri"],
-                                  self._sweep["parent_run_id"], log_to_parent=True)
+                                  self._sweep["parent_run_id"], log_to_parent=True,
+                                  register_as=self._sweep.get("register_as") or None,
+                                  register_alias=self._sweep.get("register_alias") or None)
             status = "FAILED" if report.failed or not report.rows else "FINISHED"
         except Exception:  # never leave the parent RUNNING
             log.exception("could not build the sweep summary")

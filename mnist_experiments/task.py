@@ -162,6 +162,13 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Out
             metrics = _holdout(cfg, dataset)
         mlflow.log_metric("total_seconds", time.perf_counter() - started)
         run_id = run.info.run_id
+    register_as = cfg.mlflow.get("register_as")
+    if register_as and context.parent_run_id is None and cfg.mlflow.log_model:
+        # a sweep registers its best job's model instead (see sweep.py)
+        from mnist_experiments.models_io import register
+
+        version = register(run_id, register_as, cfg.mlflow.get("register_alias"), tracking_uri=uri)
+        log.info("registered as models:/%s/%s", version.name, version.version)
     objective = metrics["objective"]
     log.info("objective (%s) = %.4f", "cv_val_accuracy_mean" if kfold else "final val_accuracy",
              objective)

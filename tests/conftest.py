@@ -81,7 +81,8 @@ def trained_run(tmp_path_factory):
     ``./mlflow.db`` of the launch directory is used.
     """
     workdir = tmp_path_factory.mktemp("trained")
-    result = run_cli([*FAST, "data.limit=600", "train.epochs=2", "viz.max_channels=4"], workdir)
+    result = run_cli([*FAST, "data.limit=600", "train.epochs=2", "viz.max_channels=4",
+                      "mlflow.register_as=digits-cnn", "mlflow.register_alias=champion"], workdir)
     assert result.returncode == 0, result.stderr[-4000:]
     uri = store_uri(workdir)
     runs = all_runs(uri)

@@ -59,6 +59,10 @@ def test_a_run_records_everything(trained_run):
     config = yaml.safe_load(open(client.download_artifacts(run.info.run_id, "config.yaml")))
     assert config["train"]["epochs"] == 2 and config["data"]["limit"] == 600
 
+    # mlflow.register_as / register_alias: the model is in the registry under that name
+    version = client.get_model_version_by_alias("digits-cnn", "champion")
+    assert version.run_id == run.info.run_id and str(version.version) == "1"
+
 
 def test_invalid_values_are_rejected_before_any_run(tmp_path):
     result = run_cli([*FAST, "train.epochs=0", "optimizer.learning_rate=-1"], tmp_path)

@@ -33,7 +33,8 @@ def read_summary(directory: Path):
 
 
 def test_parallel_grid_on_a_fresh_store(tmp_path):
-    result = run_cli(["-m", *QUICK, "optimizer=adam,sgd", "model=seed_tiny,lenet5",
+    result = run_cli(["-m", *QUICK, "mlflow.log_model=true", "mlflow.register_as=sweep-best",
+                      "optimizer=adam,sgd", "model=seed_tiny,lenet5",
                       "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     uri = store_uri(tmp_path)
@@ -61,6 +62,9 @@ def test_parallel_grid_on_a_fresh_store(tmp_path):
     assert parent.data.metrics["best_objective"] == max(objectives)
     best = client.get_run(parent.data.tags["best_run_id"])
     assert best.data.metrics["objective"] == max(objectives)
+    # mlflow.register_as in a sweep registers the best job's model only
+    versions = client.search_model_versions("name = 'sweep-best'")
+    assert [v.run_id for v in versions] == [best.info.run_id]
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "summary")}
     assert {"summary/summary.csv", "summary/summary.md"} <= logged
     assert {"sweep/config.yaml", "sweep/sweep.yaml"} <= {
