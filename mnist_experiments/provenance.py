@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import List, Mapping, Optional
 
 # Tags compared between an original run and its reproduction, in the order reported.
-# Any other ``version.*`` / ``platform.*`` tag found on either run is compared as well.
+# Any other ``version.*`` / ``platform.*`` / ``env.*`` tag the original recorded is compared too.
 PROVENANCE_KEYS = (
     "version.python",
     "version.tensorflow",
@@ -31,10 +31,12 @@ PROVENANCE_KEYS = (
     "platform.cpu_count",
     "git_commit",
     "git_dirty",
+    "git_repo",  # proposed in tracking.git_info; compared once runs record them
+    "git_diff_sha256",
     "data.fingerprint",
     "data.source",
 )
-PROVENANCE_PREFIXES = ("version.", "platform.")
+PROVENANCE_PREFIXES = ("version.", "platform.", "env.")
 
 
 @dataclass(frozen=True)
