@@ -95,3 +95,17 @@ def test_invalid_fold_counts_are_rejected_before_any_run(tmp_path):
         assert result.returncode != 0
         assert named in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_failing_fold_fails_that_child_and_the_parent(tmp_path):
+    result = run_cli(["data=digits", "data.limit=300", "train.epochs=1", "cv=kfold", "cv.folds=2",
+                      "optimizer=sgd", "optimizer.learning_rate=1e12", "viz=off"], tmp_path)
+    assert result.returncode != 0
+    assert "fold 1/2" in result.stderr and "diverged" in result.stderr
+    assert "Traceback" not in result.stderr
+    runs = all_runs(store_uri(tmp_path))
+    statuses = {r.info.run_name: r.info.status for r in runs}
+    parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parent) == 1 and parent[0].info.status == "FAILED"
+    assert statuses["fold-1"] == "FAILED" and "fold-2" not in statuses
+    assert "RUNNING" not in statuses.values()
