@@ -182,11 +182,16 @@ def git_info(*candidates: str | os.PathLike) -> Dict[str, str]:
             continue
         commit = _git(["rev-parse", "HEAD"], directory)
         if commit:
-            dirty = _git(["status", "--porcelain", "--untracked-files=no"], directory)
+            import hashlib
+
+            dirty = _git(["status", "--porcelain"], directory)
+            diff = _git(["diff", "HEAD"], directory) or ""
             return {
                 "git_commit": commit,
                 "mlflow.source.git.commit": commit,
+                "git_repo": _git(["rev-parse", "--show-toplevel"], directory) or str(directory),
                 "git_dirty": str(bool(dirty)).lower(),
+                "git_diff_sha256": hashlib.sha256(diff.encode()).hexdigest(),
             }
     return {}
 
@@ -196,6 +201,8 @@ def versions() -> Dict[str, str]:
     import hydra
     import keras
     import numpy
+    import PIL
+    import sklearn
     import tensorflow as tf
 
     import mnist_experiments
@@ -207,18 +214,24 @@ def versions() -> Dict[str, str]:
         "mlflow": mlflow.__version__,
         "hydra": hydra.__version__,
         "numpy": numpy.__version__,
+        "sklearn": sklearn.__version__,  # the data splits
+        "pillow": PIL.__version__,  # the digits resize
         "mnist_experiments": mnist_experiments.__version__,
     }
 
 
 def platform_info() -> Dict[str, str]:
     cpu = platform.processor() or platform.machine()
+    flags: List[str] = []
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
-                if line.startswith("model name"):
+                if line.startswith("model name") and cpu in ("", platform.machine()):
                     cpu = line.split(":", 1)[1].strip()
-                    break
+                elif line.startswith("flags") and not flags:
+                    # the vector instruction sets decide which kernels TensorFlow runs
+                    wanted = ("avx", "avx2", "avx512f", "fma", "amx_tile", "sse4_2")
+                    flags = [f for f in line.split(":", 1)[1].split() if f in wanted]
     except OSError:
         pass
     return {
@@ -226,13 +239,20 @@ def platform_info() -> Dict[str, str]:
         "machine": platform.machine(),
         "cpu": cpu,
         "cpu_count": str(os.cpu_count()),
+        "cpu_flags": " ".join(sorted(flags)),
     }
+
+
+# Environment variables that change TensorFlow's numerics or threading.
+NUMERIC_ENV = ("TF_ENABLE_ONEDNN_OPTS", "TF_DETERMINISTIC_OPS", "OMP_NUM_THREADS",
+               "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 
 
 def provenance_tags(launch_dir: str | os.PathLike) -> Dict[str, str]:
     """Tags: versions, platform, git commit and the command line."""
     tags = {f"version.{k}": v for k, v in versions().items()}
     tags.update({f"platform.{k}": v for k, v in platform_info().items()})
+    tags.update({f"env.{k}": os.environ[k] for k in NUMERIC_ENV if k in os.environ})
     package_dir = Path(__file__).resolve().parent
     tags.update(git_info(package_dir, launch_dir))
     tags["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:5000]
