@@ -51,6 +51,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 REFERENCE = BENCH_DIR / "notebook_reference.py"
 DEFAULT_DATA = "/usr/share/datasets/fashion-mnist"
+DEFAULT_SEED = 42  # the notebook's, and mnist-exp's default
 
 # The targets.
 TARGET_WALL_RATIO = 1.0  # median wall time B/A
@@ -152,9 +153,10 @@ def _check(run: Dict[str, Any], what: str) -> None:
         )
 
 
-def run_a(data_path: str, epochs: int, workdir: Path, env: Dict[str, str],
+def run_a(data_path: str, epochs: int, seed: int, workdir: Path, env: Dict[str, str],
           timeout: float) -> Dict[str, Any]:
-    cmd = [sys.executable, str(REFERENCE), "--data-path", data_path, "--epochs", str(epochs)]
+    cmd = [sys.executable, str(REFERENCE), "--data-path", data_path, "--epochs", str(epochs),
+           "--seed", str(seed)]
     run = measure(cmd, workdir, env, timeout)
     _check(run, "A (notebook_reference.py)")
     result = None
@@ -169,6 +171,8 @@ def run_a(data_path: str, epochs: int, workdir: Path, env: Dict[str, str],
         variant="A",
         epoch_s=epoch_s,
         first_epoch_from_launch_s=result["first_epoch_end_unix"] - run["launch_unix"],
+        epoch_end_from_launch_s=[t - run["launch_unix"] for t in result.get("epoch_end_unix", [])],
+        seed=seed,
         test_accuracy=float(result["test_accuracy"]),
         test_loss=float(result["test_loss"]),
         self_reported_wall_s=float(result["wall_s"]),
@@ -179,15 +183,17 @@ def run_a(data_path: str, epochs: int, workdir: Path, env: Dict[str, str],
     return run
 
 
-def run_b(data_group: str, data_path: str, epochs: int, workdir: Path, env: Dict[str, str],
-          timeout: float) -> Dict[str, Any]:
+def run_b(data_group: str, data_path: str, epochs: int, seed: int, workdir: Path,
+          env: Dict[str, str], timeout: float) -> Dict[str, Any]:
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     cmd = [sys.executable, "-m", "mnist_experiments", "experiment=seed_notebook",
            f"data={data_group}", f"data.path={data_path}", f"train.epochs={epochs}",
            f"mlflow.tracking_uri={uri}"]
+    if seed != DEFAULT_SEED:
+        cmd.append(f"seed={seed}")
     run = measure(cmd, workdir, env, timeout)
     _check(run, "B (mnist-exp)")
-    run.update(variant="B", **read_b_run(uri, run["launch_unix"]))
+    run.update(variant="B", seed=seed, **read_b_run(uri, run["launch_unix"]))
     run["timeline"] = b_timeline(run)
     return run
 
@@ -223,6 +229,7 @@ def read_b_run(uri: str, launch_unix: float) -> Dict[str, Any]:
         "epoch_s": [float(m.value) for m in history],
         # the epoch logger stamps each epoch's metrics when the epoch (validation included) ends
         "first_epoch_from_launch_s": history[0].timestamp / 1000.0 - launch_unix,
+        "epoch_end_from_launch_s": [m.timestamp / 1000.0 - launch_unix for m in history],
         "test_accuracy": float(metrics["test_accuracy"]),
         "mlflow": {k: float(metrics[k]) for k in keys if k in metrics},
         "mlflow_run_id": run.info.run_id,
@@ -458,7 +465,8 @@ def render(report: Dict[str, Any]) -> str:
         f"MLflow {m['mlflow']}, Hydra {m['hydra']}, NumPy {m['numpy']}; "
         f"mnist_experiments at {m['commit'] or 'unknown commit'}",
         f"- Data: {report['data']['description']}; {epochs} epoch(s); "
-        f"{len(report['pairs'])} pair(s), run alternately A, B, A, B, ...",
+        f"{len(report['pairs'])} pair(s), run alternately A, B, A, B, ...; seed(s) "
+        f"{', '.join(str(p['A'].get('seed', DEFAULT_SEED)) for p in report['pairs'])}",
         f"- A: `{shlex.join(_short_cmd(report['pairs'][0]['A']['cmd']))}`",
         f"- B: `{shlex.join(_short_cmd(report['pairs'][0]['B']['cmd']))}` "
         "(all tracking, figures and the logged model on; a fresh SQLite store per run)",
@@ -495,18 +503,18 @@ def render(report: Dict[str, Any]) -> str:
         "",
         "## B / A per pair",
         "",
-        "| pair | wall | to 1st epoch | epoch 1 | s/epoch (2..E) | peak RSS | acc B−A (pp) "
+        "| pair | seed | wall | to 1st epoch | epoch 1 | s/epoch (2..E) | peak RSS | acc B−A (pp) "
         "| wall B−A s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for i, r in enumerate(s["per_pair"], start=1):
+    for i, (r, pair) in enumerate(zip(s["per_pair"], report["pairs"]), start=1):
         lines.append(
-            f"| {i} | {r['wall']:.3f} | {r['first_epoch']:.3f} | {r['epoch1']:.3f} "
+            f"| {i} | {pair['A'].get('seed', DEFAULT_SEED)} | {r['wall']:.3f} | {r['first_epoch']:.3f} | {r['epoch1']:.3f} "
             f"| {_f(r['later_epoch'], '{:.3f}')} | {r['rss']:.3f} | {r['acc_pp']:+.2f} "
             f"| {r['wall_diff_s']:+.1f} |"
         )
     lines.append(
-        f"| **median** | **{med['wall']:.3f}** | {med['first_epoch']:.3f} | {med['epoch1']:.3f} "
+        f"| **median** | | **{med['wall']:.3f}** | {med['first_epoch']:.3f} | {med['epoch1']:.3f} "
         f"| {_f(med['later_epoch'], '{:.3f}')} | **{med['rss']:.3f}** | **{med['acc_pp']:+.2f}** "
         f"| {med['wall_diff_s']:+.1f} |"
     )
@@ -516,8 +524,8 @@ def render(report: Dict[str, Any]) -> str:
         "## Inside B (its MLflow metrics, seconds)",
         "",
         "| pair | wall | total_seconds | fit_seconds | first_epoch_seconds | seconds_per_epoch "
-        "| artifact_seconds | wall − total_seconds |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| artifact_seconds | wall − total_seconds | fit_seconds − Σ epoch_seconds |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for i, pair in enumerate(report["pairs"], start=1):
         b = pair["B"]
@@ -526,7 +534,8 @@ def render(report: Dict[str, Any]) -> str:
         lines.append(
             f"| {i} | {b['wall_s']:.1f} | {_f(ml.get('total_seconds'))} | {_f(ml.get('fit_seconds'))} "
             f"| {_f(ml.get('first_epoch_seconds'))} | {_f(ml.get('seconds_per_epoch'))} "
-            f"| {_f(ml.get('artifact_seconds'))} | {_f(outside)} |"
+            f"| {_f(ml.get('artifact_seconds'))} | {_f(outside)} "
+            f"| {_f(ml['fit_seconds'] - sum(b['epoch_s']) if 'fit_seconds' in ml else None)} |"
         )
     timelines = [b_timeline(p["B"]) for p in report["pairs"]]
     timelines = [t for t in timelines if t]
@@ -566,7 +575,8 @@ def render(report: Dict[str, Any]) -> str:
         "",
         "_total_seconds_ counts from data loading to the end of the run's logging; "
         "_wall − total_seconds_ is what B spends outside it (interpreter start-up, imports, "
-        "Hydra, run start/end, exit).",
+        "Hydra, run start/end, exit); _fit_seconds − Σ epoch_seconds_ is time inside "
+        "`model.fit` but outside every epoch (normally ~0).",
         "",
         "## Command-line start-up",
         "",
@@ -636,6 +646,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="B's data config group (default: fashion_mnist; mnist with --digits)")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--seeds", default=str(DEFAULT_SEED), metavar="S1,S2,...",
+                        help="seeds, used in turn by the pairs (both runs of a pair share "
+                             "one): several seeds show whether an accuracy gap is more than "
+                             f"seed-to-seed noise (default: {DEFAULT_SEED})")
     parser.add_argument("--out", default=str(BENCH_DIR / "results.md"),
                         help="the Markdown report (a .json twin is written beside it)")
     parser.add_argument("--cli-runs", type=int, default=5,
@@ -651,6 +665,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.pairs < 1 or args.epochs < 1:
         parser.error("--pairs and --epochs must be at least 1")
+    try:
+        args.seeds = [int(x) for x in str(args.seeds).split(",") if x.strip()]
+    except ValueError:
+        parser.error(f"--seeds must be integers separated by commas, got {args.seeds!r}")
+    if not args.seeds:
+        parser.error("--seeds needs at least one seed")
     if args.limit is not None and args.limit < 2:
         parser.error("--limit must be at least 2 (the test set is halved)")
     return args
@@ -714,10 +734,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 report["cli"]["help"]["median_s"], report["cli"]["cfg_job"]["median_s"]))
         data = report["data"]
         for i in range(1, args.pairs + 1):
-            a = run_a(data["path"], args.epochs, tmp / f"pair{i}-A", env, args.timeout)
+            seed = args.seeds[(i - 1) % len(args.seeds)]
+            a = run_a(data["path"], args.epochs, seed, tmp / f"pair{i}-A", env, args.timeout)
             log(f"pair {i} A: wall {a['wall_s']:.1f}s, acc {a['test_accuracy']:.4f}, "
                 f"RSS {a['peak_rss_mb']:.0f} MB")
-            b = run_b(data["group"], data["path"], args.epochs, tmp / f"pair{i}-B", env,
+            b = run_b(data["group"], data["path"], args.epochs, seed, tmp / f"pair{i}-B", env,
                       args.timeout)
             log(f"pair {i} B: wall {b['wall_s']:.1f}s, acc {b['test_accuracy']:.4f}, "
                 f"RSS {b['peak_rss_mb']:.0f} MB")

@@ -72,6 +72,7 @@ class EpochTimer(keras.callbacks.Callback):
         self.epoch_s = []
         self.first_epoch_s = None
         self.first_epoch_end_unix = None
+        self.epoch_end_unix = []
         self._begin = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -80,6 +81,7 @@ class EpochTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         now = time.perf_counter()
         self.epoch_s.append(now - self._begin)
+        self.epoch_end_unix.append(time.time())
         if self.first_epoch_s is None:
             self.first_epoch_s = now - _PROCESS_START_PERF
             self.first_epoch_end_unix = time.time()
@@ -156,6 +158,8 @@ def main(argv=None):
         "epoch_s": timer.epoch_s,
         "first_epoch_s": timer.first_epoch_s,
         "first_epoch_end_unix": timer.first_epoch_end_unix,
+        "epoch_end_unix": timer.epoch_end_unix,
+        "seed": args.seed,
         "process_start_unix": _START_UNIX - (_START_PERF - _PROCESS_START_PERF),
         "test_accuracy": float(test_acc),
         "test_loss": float(test_loss),
