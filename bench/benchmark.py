@@ -370,6 +370,7 @@ def summarize(pairs: List[Dict[str, Dict[str, Any]]]) -> Dict[str, Any]:
                 "later_epoch": (db["later_epoch_s"] / da["later_epoch_s"]
                                 if da["later_epoch_s"] and db["later_epoch_s"] else None),
                 "rss": b["peak_rss_mb"] / a["peak_rss_mb"],
+                "cpu": b["cpu_s"] / a["cpu_s"] if a.get("cpu_s") else None,
                 "acc_pp": 100.0 * (b["test_accuracy"] - a["test_accuracy"]),
                 "wall_diff_s": b["wall_s"] - a["wall_s"],
             }
@@ -504,20 +505,25 @@ def render(report: Dict[str, Any]) -> str:
         "## B / A per pair",
         "",
         "| pair | seed | wall | to 1st epoch | epoch 1 | s/epoch (2..E) | peak RSS | acc B−A (pp) "
-        "| wall B−A s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| wall B−A s | CPU time |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for i, (r, pair) in enumerate(zip(s["per_pair"], report["pairs"]), start=1):
         lines.append(
             f"| {i} | {pair['A'].get('seed', DEFAULT_SEED)} | {r['wall']:.3f} | {r['first_epoch']:.3f} | {r['epoch1']:.3f} "
             f"| {_f(r['later_epoch'], '{:.3f}')} | {r['rss']:.3f} | {r['acc_pp']:+.2f} "
-            f"| {r['wall_diff_s']:+.1f} |"
+            f"| {r['wall_diff_s']:+.1f} | {_f(r.get('cpu'), '{:.3f}')} |"
         )
     lines.append(
         f"| **median** | | **{med['wall']:.3f}** | {med['first_epoch']:.3f} | {med['epoch1']:.3f} "
         f"| {_f(med['later_epoch'], '{:.3f}')} | **{med['rss']:.3f}** | **{med['acc_pp']:+.2f}** "
-        f"| {med['wall_diff_s']:+.1f} |"
+        f"| {med['wall_diff_s']:+.1f} | {_f(med.get('cpu'), '{:.3f}')} |"
     )
+    lines += [
+        "",
+        "_CPU time_: B's CPU time (user + system) over A's. On a shared machine it is steadier "
+        "than wall time, which also counts the time a run waited for the CPU.",
+    ]
 
     lines += [
         "",

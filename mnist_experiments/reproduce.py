@@ -146,14 +146,19 @@ def _overrides_from(path: Path) -> List[str]:
     return []
 
 
+def _small_json(path: Path) -> Any:
+    """The JSON in ``path``, or None when it is missing, too large or not JSON."""
+    if not path.is_file() or path.stat().st_size > MAX_CONFIG_BYTES:
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
 def _data_tags_from(path: Path) -> Dict[str, str]:
     """``data.fingerprint`` / ``data.source`` from a run's ``data.json`` artifact."""
-    if not path.is_file() or path.stat().st_size > MAX_CONFIG_BYTES:
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        return {}
+    data = _small_json(path)
     tags = {}
     if isinstance(data, dict):
         if isinstance(data.get("fingerprint"), str):
@@ -165,12 +170,7 @@ def _data_tags_from(path: Path) -> Dict[str, str]:
 
 def _metrics_from(path: Path) -> Dict[str, float]:
     """A flat ``{"test_accuracy": 0.98, ...}`` JSON file submitted beside a config."""
-    if not path.is_file() or path.stat().st_size > MAX_CONFIG_BYTES:
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        return {}
+    data = _small_json(path)
     if not isinstance(data, dict):
         return {}
     return {
