@@ -121,17 +121,19 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Out
         x_pool, y_pool = cv.training_pool(dataset, cfg.data.validation)
         cv.check_folds(y_pool, cfg.cv)  # before any run exists
 
+    # Open the store (importing MLflow, creating a fresh SQLite DB: ~3 s) on a thread
+    # while this one imports TensorFlow (~4 s): both are needed before the run starts.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-setup") as pool:
+        store = pool.submit(_open_store, cfg, context)
+        from mnist_experiments import training
+        uri, experiment_id = store.result()
+
     import mlflow
 
-    from mnist_experiments import tracking, training
+    from mnist_experiments import tracking
 
-    uri = context.tracking_uri or tracking.resolve_tracking_uri(cfg.mlflow.tracking_uri,
-                                                                context.launch_dir)
-    if context.experiment_id is not None:
-        mlflow.set_tracking_uri(uri)
-        experiment_id = context.experiment_id
-    else:
-        experiment_id = tracking.ensure_experiment(uri, cfg.mlflow.experiment_name)
     training.seed_everything(int(cfg.seed), bool(cfg.train.deterministic))
 
     tags = tracking.provenance_tags(context.launch_dir)
@@ -173,6 +175,20 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Out
     log.info("objective (%s) = %.4f", "cv_val_accuracy_mean" if kfold else "final val_accuracy",
              objective)
     return Outcome(run_id=run_id, objective=float(objective), metrics=metrics)
+
+
+def _open_store(cfg: DictConfig, context: JobContext):
+    """The tracking URI and the experiment id (the experiment created once if needed)."""
+    import mlflow
+
+    from mnist_experiments import tracking
+
+    uri = context.tracking_uri or tracking.resolve_tracking_uri(cfg.mlflow.tracking_uri,
+                                                                context.launch_dir)
+    if context.experiment_id is not None:
+        mlflow.set_tracking_uri(uri)
+        return uri, context.experiment_id
+    return uri, tracking.ensure_experiment(uri, cfg.mlflow.experiment_name)
 
 
 def _fit_and_test(cfg: DictConfig, dataset: Any, x_train, y_train, x_val, y_val,
