@@ -121,19 +121,11 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Out
         x_pool, y_pool = cv.training_pool(dataset, cfg.data.validation)
         cv.check_folds(y_pool, cfg.cv)  # before any run exists
 
-    # Open the store (importing MLflow, creating a fresh SQLite DB: ~3 s) on a thread
-    # while this one imports TensorFlow (~4 s): both are needed before the run starts.
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-setup") as pool:
-        store = pool.submit(_open_store, cfg, context)
-        from mnist_experiments import training
-        uri, experiment_id = store.result()
-
     import mlflow
 
-    from mnist_experiments import tracking
+    from mnist_experiments import tracking, training
 
+    uri, experiment_id = _open_store(cfg, context)
     training.seed_everything(int(cfg.seed), bool(cfg.train.deterministic))
 
     tags = tracking.provenance_tags(context.launch_dir)
