@@ -69,6 +69,24 @@ def log_figure(fig: Any, artifact_file: str, dpi: Optional[int] = None) -> None:
         mlflow.log_figure(fig, artifact_file, save_kwargs=plots.SAVEFIG_KWARGS)
 
 
+def log_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, class_names: List[str]) -> np.ndarray:
+    """Log ``metrics/confusion_matrix.json`` (counts with class labels); return the counts."""
+    labels = list(range(len(class_names)))
+    cm = confusion_matrix(y_true, y_pred, labels=labels)
+    mlflow.log_dict({"labels": labels, "class_names": list(class_names), "matrix": cm.tolist()},
+                    "metrics/confusion_matrix.json")
+    return cm
+
+
+def log_classification_report(y_true: np.ndarray, y_pred: np.ndarray,
+                              class_names: List[str]) -> None:
+    """Log ``metrics/classification_report.json``: per-class precision, recall, F1, support."""
+    report = classification_report(y_true, y_pred, labels=list(range(len(class_names))),
+                                   target_names=list(class_names), output_dict=True,
+                                   zero_division=0)
+    mlflow.log_dict(report, "metrics/classification_report.json")
+
+
 def _wanted(viz: Any, part: str) -> bool:
     return bool(viz.enabled) and bool(viz.get(part, True))
 
@@ -177,13 +195,8 @@ def log_run_artifacts(cfg: Any, dataset: Any, result: Any, proba: np.ndarray) ->
     timer = Timer()
 
     with timer("reports"):
-        labels = list(range(len(names)))
-        cm = confusion_matrix(y_test, y_pred, labels=labels)
-        mlflow.log_dict({"labels": labels, "class_names": names, "matrix": cm.tolist()},
-                        "metrics/confusion_matrix.json")
-        report = classification_report(y_test, y_pred, labels=labels, target_names=names,
-                                       output_dict=True, zero_division=0)
-        mlflow.log_dict(report, "metrics/classification_report.json")
+        cm = log_confusion_matrix(y_test, y_pred, names)
+        log_classification_report(y_test, y_pred, names)
         mlflow.log_text(summary_text(model), "model/summary.txt")
 
     figures = {}

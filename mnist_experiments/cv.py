@@ -102,7 +102,6 @@ def run_folds(
     """Train one model per fold, each in a child run nested under the active run."""
     import keras
     import mlflow
-    from sklearn.metrics import confusion_matrix
 
     from mnist_experiments import artifacts, plots, tracking, training
 
@@ -125,10 +124,7 @@ def run_folds(
             proba = training.predict_proba(result.model, x[val_idx])
             val_metrics = training.classification_metrics(y[val_idx], proba, prefix="final_val_")
             mlflow.log_metrics({**val_metrics, "fit_seconds": result.fit_seconds})
-            labels = list(range(len(class_names)))
-            cm = confusion_matrix(y[val_idx], proba.argmax(axis=1), labels=labels)
-            mlflow.log_dict({"labels": labels, "class_names": class_names, "matrix": cm.tolist()},
-                            "metrics/confusion_matrix.json")
+            cm = artifacts.log_confusion_matrix(y[val_idx], proba.argmax(axis=1), class_names)
             if cfg.viz.enabled and cfg.viz.confusion_matrix:
                 artifacts.log_figure(
                     plots.confusion_matrix_figure(

@@ -300,13 +300,8 @@ def evaluate(loaded: Any, cfg: Any, overrides: Sequence[str], origin: str,
         tags["evaluated_experiment_id"] = source_run.info.experiment_id
 
     names = list(dataset.class_names)
-    labels = list(range(len(names)))
     y_pred = proba.argmax(axis=1)
-    from sklearn.metrics import classification_report, confusion_matrix
-
-    cm = confusion_matrix(dataset.y_test, y_pred, labels=labels)
-    report = classification_report(dataset.y_test, y_pred, labels=labels, target_names=names,
-                                   output_dict=True, zero_division=0)
+    from mnist_experiments import artifacts
 
     with tracking.tracked_run(experiment_id, run_name, tags) as run:
         params = tracking.flatten(eval_config)
@@ -319,13 +314,11 @@ def evaluate(loaded: Any, cfg: Any, overrides: Sequence[str], origin: str,
             dataset.x_test, targets=dataset.y_test, name=f"{cfg.data.name}-test")
         mlflow.log_input(test_set, context="test")
         mlflow.log_metrics(metrics, model_id=loaded.model_id, dataset=test_set)
-        mlflow.log_dict({"labels": labels, "class_names": names, "matrix": cm.tolist()},
-                        "metrics/confusion_matrix.json")
-        mlflow.log_dict(report, "metrics/classification_report.json")
+        cm = artifacts.log_confusion_matrix(dataset.y_test, y_pred, names)
+        artifacts.log_classification_report(dataset.y_test, y_pred, names)
         fig = plots.confusion_matrix_figure(
             cm, names, title=f"Confusion matrix ({cfg.data.name} test set)")
-        fig.set_dpi(int(cfg.viz.dpi))
-        mlflow.log_figure(fig, "plots/confusion_matrix.png")
+        artifacts.log_figure(fig, "plots/confusion_matrix.png", dpi=int(cfg.viz.dpi))
         run_id = run.info.run_id
     return {"run_id": run_id, "experiment_id": experiment_id, "metrics": metrics,
             "dataset": dataset, "source_run": source_run, "same_data": same_data,

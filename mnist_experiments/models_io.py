@@ -94,12 +94,11 @@ def tracking_uri_for(tracking_uri: Optional[str] = None, cwd: Optional[str] = No
     directory). With ``must_exist``, a SQLite file that does not exist is an error
     rather than a new, empty store created as a side effect.
     """
-    from mnist_experiments.tracking import resolve_tracking_uri
+    from mnist_experiments.tracking import resolve_tracking_uri, sqlite_file
 
     uri = resolve_tracking_uri(tracking_uri, cwd or os.getcwd())
-    prefix = "sqlite:///"
-    if must_exist and uri.startswith(prefix):
-        db = Path(uri[len(prefix):])
+    db = sqlite_file(uri)
+    if must_exist and db is not None:
         if not db.is_file():
             raise ModelError(
                 f"There is no MLflow tracking store at {uri} ({db} does not exist), so no "

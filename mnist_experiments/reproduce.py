@@ -423,14 +423,11 @@ def build_config(container: Dict[str, Any], overrides: Sequence[str], where: str
 
 
 # -------------------------------------------------------------- tracking store
-def _sqlite_path(uri: str) -> Optional[Path]:
-    prefix = "sqlite:///"
-    return Path(uri[len(prefix):]) if uri.startswith(prefix) else None
-
-
 def _client(uri: str, required: bool):
     """An MlflowClient on ``uri``, or None when a local store does not exist (yet)."""
-    db = _sqlite_path(uri)
+    from mnist_experiments.tracking import sqlite_file  # tracking imports MLflow: lazily
+
+    db = sqlite_file(uri)
     if db is not None and not db.is_file():
         if required:
             raise UserError(

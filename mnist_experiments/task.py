@@ -184,8 +184,11 @@ def _open_store(cfg: DictConfig, context: JobContext):
 
 
 def _fit_and_test(cfg: DictConfig, dataset: Any, x_train, y_train, x_val, y_val,
-                  prefix: str = "") -> Dict[str, float]:
-    """Fit, evaluate on the test set, log metrics and every run artifact."""
+                  prefix: str = ""):
+    """Fit, evaluate on the test set, log metrics and every run artifact.
+
+    Returns the test metrics and the training history.
+    """
     import mlflow
 
     from mnist_experiments import artifacts, tracking, training
@@ -206,15 +209,15 @@ def _fit_and_test(cfg: DictConfig, dataset: Any, x_train, y_train, x_val, y_val,
     )
     log.info("%stest %s", prefix, " ".join(f"{k}={v:.4f}" for k, v in test_metrics.items()))
     artifacts.log_run_artifacts(cfg, dataset, result, proba)
-    return {**test_metrics, "final_val_accuracy": result.history.get("val_accuracy", [float("nan")])[-1]}
+    return test_metrics, result.history
 
 
 def _holdout(cfg: DictConfig, dataset: Any) -> Dict[str, float]:
     import mlflow
 
-    metrics = _fit_and_test(cfg, dataset, dataset.x_train, dataset.y_train,
-                            dataset.x_val, dataset.y_val)
-    metrics["objective"] = metrics.pop("final_val_accuracy")
+    metrics, history = _fit_and_test(cfg, dataset, dataset.x_train, dataset.y_train,
+                                     dataset.x_val, dataset.y_val)
+    metrics["objective"] = history["val_accuracy"][-1]
     mlflow.log_metric("objective", metrics["objective"])
     return metrics
 
@@ -253,8 +256,7 @@ def _kfold(cfg: DictConfig, dataset: Any, x_pool, y_pool, experiment_id: str,
         keras.backend.clear_session()
         training.seed_everything(int(cfg.seed), bool(cfg.train.deterministic))
         log.info("refit on all %d training images", len(y_pool))
-        test_metrics = _fit_and_test(cfg, dataset, x_pool, y_pool, None, None, prefix="refit ")
-        test_metrics.pop("final_val_accuracy")
+        test_metrics, _ = _fit_and_test(cfg, dataset, x_pool, y_pool, None, None, prefix="refit ")
         metrics.update(test_metrics)
     elif cfg.viz.enabled and cfg.viz.activations:
         # the notebook: activation maps of the last fold's model, for one of its validation images

@@ -43,12 +43,16 @@ def resolve_tracking_uri(configured: Optional[str], launch_dir: str | os.PathLik
     return uri
 
 
+def sqlite_file(uri: str) -> Optional[Path]:
+    """The DB file of a ``sqlite:///`` tracking URI, or None for any other store."""
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix):]) if uri.startswith(prefix) else None
+
+
 def artifact_root_for(uri: str) -> Optional[str]:
     """Artifacts of a local SQLite store live in ``mlruns/`` beside the DB file."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix):
-        return Path(uri[len(prefix):]).parent.joinpath("mlruns").as_uri()
-    return None
+    db = sqlite_file(uri)
+    return db.parent.joinpath("mlruns").as_uri() if db is not None else None
 
 
 def ensure_experiment(uri: str, name: str) -> str:
