@@ -104,28 +104,31 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Out
     context = context or JobContext.from_hydra()
     validate(cfg)
 
-    from mnist_experiments.data import load_dataset
+    # a brand-new SQLite store is built by a helper process while TensorFlow imports
+    with _store_creation(cfg, context) as creation:
+        from mnist_experiments.data import load_dataset
 
-    started = time.perf_counter()
-    dataset = load_dataset(cfg.data, int(cfg.seed))
-    log.info(
-        "data %s: %d train, %d validation, %d test images (sha256 %s...)",
-        dataset.source, len(dataset.y_train), len(dataset.y_val), len(dataset.y_test),
-        dataset.fingerprint[:12],
-    )
+        started = time.perf_counter()
+        dataset = load_dataset(cfg.data, int(cfg.seed))
+        log.info(
+            "data %s: %d train, %d validation, %d test images (sha256 %s...)",
+            dataset.source, len(dataset.y_train), len(dataset.y_val), len(dataset.y_test),
+            dataset.fingerprint[:12],
+        )
 
-    kfold = cfg.cv.name == "kfold"
-    if kfold:
-        from mnist_experiments import cv
+        kfold = cfg.cv.name == "kfold"
+        if kfold:
+            from mnist_experiments import cv
 
-        x_pool, y_pool = cv.training_pool(dataset, cfg.data.validation)
-        cv.check_folds(y_pool, cfg.cv)  # before any run exists
+            x_pool, y_pool = cv.training_pool(dataset, cfg.data.validation)
+            cv.check_folds(y_pool, cfg.cv)  # before any run exists
 
-    import mlflow
+        import mlflow
 
-    from mnist_experiments import tracking, training
+        from mnist_experiments import tracking, training
 
-    uri, experiment_id = _open_store(cfg, context)
+        creation.install()
+        uri, experiment_id = _open_store(cfg, context)
     training.seed_everything(int(cfg.seed), bool(cfg.train.deterministic))
 
     tags = tracking.provenance_tags(context.launch_dir)
@@ -167,6 +170,17 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Out
     log.info("objective (%s) = %.4f", "cv_val_accuracy_mean" if kfold else "final val_accuracy",
              objective)
     return Outcome(run_id=run_id, objective=float(objective), metrics=metrics)
+
+
+def _store_creation(cfg: DictConfig, context: JobContext):
+    """See :class:`mnist_experiments.store.StoreCreation` (nothing to do for sweep jobs)."""
+    from mnist_experiments.store import StoreCreation, resolve_tracking_uri
+
+    if context.experiment_id is not None:  # a sweep job: the sweep made the store
+        return StoreCreation()
+    uri = context.tracking_uri or resolve_tracking_uri(cfg.mlflow.tracking_uri,
+                                                       context.launch_dir)
+    return StoreCreation.start(uri, str(cfg.mlflow.experiment_name))
 
 
 def _open_store(cfg: DictConfig, context: JobContext):

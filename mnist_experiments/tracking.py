@@ -1,8 +1,6 @@
 """MLflow tracking: where runs go, how they start and end, what is logged with them.
 
-- :func:`resolve_tracking_uri`: ``mlflow.tracking_uri``, else ``$MLFLOW_TRACKING_URI``,
-  else ``sqlite:///<launch dir>/mlflow.db`` as an absolute path (Hydra may change the
-  working directory; ``mlflow ui`` started in the launch dir shows the runs).
+- :func:`resolve_tracking_uri` (from :mod:`mnist_experiments.store`): where runs go.
 - :func:`ensure_experiment`: create the store and the experiment once and return its
   id; runs are started with that id, never through a racing ``set_experiment``.
 - :func:`tracked_run`: a run that always ends FINISHED, FAILED (on an error) or
@@ -25,34 +23,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mnist_experiments.errors import UserError
-
-DEFAULT_DB = "mlflow.db"
-
-
-def resolve_tracking_uri(configured: Optional[str], launch_dir: str | os.PathLike) -> str:
-    """The tracking URI to use, with any relative SQLite path made absolute."""
-    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DEFAULT_DB}"
-    prefix = "sqlite:///"
-    if uri.startswith(prefix):
-        db_path = uri[len(prefix):]
-        if not os.path.isabs(db_path):
-            db_path = os.path.abspath(os.path.join(launch_dir, db_path))
-            uri = prefix + db_path
-    elif "://" not in uri:  # a bare path: treat it as a SQLite file
-        uri = prefix + os.path.abspath(os.path.join(launch_dir, uri))
-    return uri
-
-
-def sqlite_file(uri: str) -> Optional[Path]:
-    """The DB file of a ``sqlite:///`` tracking URI, or None for any other store."""
-    prefix = "sqlite:///"
-    return Path(uri[len(prefix):]) if uri.startswith(prefix) else None
-
-
-def artifact_root_for(uri: str) -> Optional[str]:
-    """Artifacts of a local SQLite store live in ``mlruns/`` beside the DB file."""
-    db = sqlite_file(uri)
-    return db.parent.joinpath("mlruns").as_uri() if db is not None else None
+from mnist_experiments.store import (  # noqa: F401 - re-exported: where runs go
+    DEFAULT_DB,
+    artifact_root_for,
+    resolve_tracking_uri,
+    sqlite_file,
+)
 
 
 def ensure_experiment(uri: str, name: str) -> str:

@@ -1,0 +1,138 @@
+"""Where runs are stored: the tracking URI, its SQLite file, and creating a fresh store.
+
+This module does not import MLflow (``mnist-exp`` calls it before the heavy imports).
+
+- :func:`resolve_tracking_uri`: ``mlflow.tracking_uri``, else ``$MLFLOW_TRACKING_URI``,
+  else ``sqlite:///<launch dir>/mlflow.db`` as an absolute path (Hydra may change the
+  working directory; ``mlflow ui`` started in the launch dir shows the runs).
+- :class:`StoreCreation`: a brand-new SQLite store costs ~3 s (importing MLflow, then
+  ~1.7 s of alembic migrations). A job starts that work in a helper process, which
+  runs on the second core while the job imports TensorFlow and loads its data, and
+  waits for it just before it first opens the store. The helper builds the DB under a
+  temporary name and links it into place only when complete, so an interrupted
+  creation never leaves a half-migrated ``mlflow.db`` behind.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+DEFAULT_DB = "mlflow.db"
+SQLITE = "sqlite:///"
+
+
+def resolve_tracking_uri(configured: Optional[str], launch_dir: str | os.PathLike) -> str:
+    """The tracking URI to use, with any relative SQLite path made absolute."""
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or f"{SQLITE}{DEFAULT_DB}"
+    if uri.startswith(SQLITE):
+        db_path = uri[len(SQLITE):]
+        if not os.path.isabs(db_path):
+            uri = SQLITE + os.path.abspath(os.path.join(launch_dir, db_path))
+    elif "://" not in uri:  # a bare path: treat it as a SQLite file
+        uri = SQLITE + os.path.abspath(os.path.join(launch_dir, uri))
+    return uri
+
+
+def sqlite_file(uri: str) -> Optional[Path]:
+    """The DB file of a ``sqlite:///`` tracking URI, or None for any other store."""
+    return Path(uri[len(SQLITE):]) if uri.startswith(SQLITE) else None
+
+
+def artifact_root_for(uri: str) -> Optional[str]:
+    """Artifacts of a local SQLite store live in ``mlruns/`` beside the DB file."""
+    db = sqlite_file(uri)
+    return db.parent.joinpath("mlruns").as_uri() if db is not None else None
+
+
+class StoreCreation:
+    """Build a brand-new SQLite store for ``uri`` (with experiment ``name``) in a helper.
+
+    Use as a context manager around the work that precedes the store's first use::
+
+        with StoreCreation.start(uri, name) as creation:
+            ...  # import TensorFlow, load data
+            creation.install()
+
+    :meth:`start` spawns the helper only for a ``sqlite:///`` URI whose DB does not
+    exist yet (otherwise every method is a no-op). The helper builds the store under a
+    temporary name; :meth:`install` waits for it and links it into place (unless a
+    store appeared meanwhile); leaving the block stops the helper and removes the
+    temporary file, so a job that fails before it opens the store (bad data, say)
+    leaves no store behind. The helper's failures are silent on purpose: the job then
+    creates the store itself and reports any problem with the usual message.
+    """
+
+    def __init__(self, process: Optional[subprocess.Popen] = None,
+                 db: Optional[Path] = None, temporary: Optional[Path] = None):
+        self.process = process
+        self.db = db
+        self.temporary = temporary
+
+    @classmethod
+    def start(cls, uri: str, name: str) -> "StoreCreation":
+        db = sqlite_file(uri)
+        if db is None or db.exists() or not db.parent.is_dir():
+            return cls()
+        temporary = db.with_name(f".{db.name}.{os.getpid()}.creating")
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "mnist_experiments.store", str(temporary), name],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C goes to the job, which discards this
+            )
+        except OSError:
+            return cls()
+        return cls(process, db, temporary)
+
+    def install(self, timeout: float = 120.0) -> bool:
+        """Wait for the helper and put the store in place; True if this installed it."""
+        if self.process is None:
+            return False
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        installed = False
+        if code == 0 and not self.db.exists():
+            try:
+                os.link(self.temporary, self.db)  # atomic; never replaces another store
+                installed = True
+            except OSError:  # created meanwhile, or a file system without hard links
+                pass
+        self.discard()
+        return installed
+
+    def discard(self) -> None:
+        """Stop the helper if it still runs and remove its temporary file."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for path in (self.temporary, self.temporary.with_name(self.temporary.name + "-journal")):
+            path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "StoreCreation":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.discard()
+
+
+def _create(path: str, name: str) -> None:
+    """The helper: a complete store with experiment ``name`` at ``path``."""
+    from mnist_experiments.tracking import ensure_experiment  # imports MLflow
+
+    # the experiment's artifact root (mlruns/ beside the DB) is the same for the final
+    # name, which lives in the same directory
+    ensure_experiment(SQLITE + str(path), name)
+
+
+if __name__ == "__main__":  # python -m mnist_experiments.store TEMPORARY_DB NAME
+    _create(sys.argv[1], sys.argv[2])
