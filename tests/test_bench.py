@@ -55,6 +55,21 @@ def test_benchmark_runs_on_tiny_input(tmp_path):
     assert pair["A"]["n_train"] == 200 and pair["A"]["n_test"] == 100
 
 
+def test_kfold_cost_runs_on_tiny_input(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "kfold_cost.py"), "--data-config", "digits",
+         "--data-path", "null", "--limit", "200", "--folds", "2", "--epochs", "1",
+         "--rounds", "1"],
+        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    row = re.search(r"^\| 1 \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", result.stdout, re.M)
+    assert row, result.stdout
+    k_wall, s_wall, ratio = map(float, row.groups())
+    assert k_wall > 0 and s_wall > 0 and abs(ratio - k_wall / s_wall) < 0.01
+    assert "Target: a k-fold run costs at most k single fits + 5%" in result.stdout
+
+
 def test_cli_import_and_compose_load_neither_tensorflow_nor_mlflow(tmp_path):
     code = textwrap.dedent(
         """
