@@ -108,6 +108,8 @@ def test_ctrl_c_marks_the_run_killed(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "mnist_experiments", "data=digits", "train.epochs=200", "viz=off"],
         cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # a test run started in the background (`pytest &`) inherits SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         for line in proc.stdout:
