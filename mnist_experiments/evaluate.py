@@ -189,9 +189,10 @@ def compose_config(overrides: Sequence[str], user: Optional[Sequence[str]] = Non
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    import mnist_experiments.cli  # noqa: F401  (registers the structured-config schemas)
     from mnist_experiments.errors import ConfigError, UserError
-    from mnist_experiments.schema import validate
+    from mnist_experiments.schema import register_configs, validate
+
+    register_configs()
 
     try:
         with initialize_config_module("mnist_experiments.conf", version_base="1.3"):
@@ -261,8 +262,9 @@ def evaluate(loaded: Any, cfg: Any, overrides: Sequence[str], origin: str,
     from mlflow.tracking import MlflowClient
 
     from mnist_experiments import plots, tracking
+    from mnist_experiments.store import resolve_tracking_uri
 
-    store = loaded.tracking_uri or tracking.resolve_tracking_uri(None, launch_dir)
+    store = loaded.tracking_uri or resolve_tracking_uri(None, launch_dir)
     client = MlflowClient(store)
     source_run = None
     if loaded.run_id:

@@ -248,7 +248,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                         "at the new version")
     args = parser.parse_args(argv)
     try:
-        from mnist_experiments import tracking
+        from mnist_experiments.store import resolve_tracking_uri
         from mnist_experiments.sweep import read_sweep_file
 
         sweep_dir: Optional[Path] = None
@@ -259,11 +259,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                 raise UserError(f"{args.sweep} is not a sweep dir of mnist-exp (it has no "
                                 "mlflow_sweep.json). Pass outputs/multirun/<sweep> or the "
                                 "sweep's parent run id.")
-            uri = args.tracking_uri and tracking.resolve_tracking_uri(args.tracking_uri, os.getcwd())
+            uri = args.tracking_uri and resolve_tracking_uri(args.tracking_uri, os.getcwd())
             uri = uri or info["tracking_uri"]
             parent_run_id = info["parent_run_id"]
         else:
-            uri = tracking.resolve_tracking_uri(args.tracking_uri, os.getcwd())
+            uri = resolve_tracking_uri(args.tracking_uri, os.getcwd())
             parent_run_id = args.sweep
             from mlflow.exceptions import MlflowException
             from mlflow.tracking import MlflowClient

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from mnist_experiments.errors import ConfigError, DataError, UserError
+from mnist_experiments.store import resolve_tracking_uri, sqlite_file
 
 log = logging.getLogger("mnist_experiments.reproduce")
 
@@ -425,8 +426,6 @@ def build_config(container: Dict[str, Any], overrides: Sequence[str], where: str
 # -------------------------------------------------------------- tracking store
 def _client(uri: str, required: bool):
     """An MlflowClient on ``uri``, or None when a local store does not exist (yet)."""
-    from mnist_experiments.tracking import sqlite_file  # tracking imports MLflow: lazily
-
     db = sqlite_file(uri)
     if db is not None and not db.is_file():
         if required:
@@ -735,9 +734,7 @@ def reproduce(args: argparse.Namespace) -> int:
         original_cfg, cfg = check_config()
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    from mnist_experiments import tracking  # imports MLflow
-
-    uri = tracking.resolve_tracking_uri(args.tracking_uri, launch_dir)
+    uri = resolve_tracking_uri(args.tracking_uri, launch_dir)
     attach_store(original, uri)
     if original.kind == "run":
         original_cfg, cfg = check_config()
@@ -753,7 +750,7 @@ def reproduce(args: argparse.Namespace) -> int:
     configured = cfg.mlflow.tracking_uri
     if configured is None:
         os.environ["MLFLOW_TRACKING_URI"] = uri
-    elif tracking.resolve_tracking_uri(configured, launch_dir) != uri:
+    elif resolve_tracking_uri(configured, launch_dir) != uri:
         warn(f"the config's mlflow.tracking_uri={configured!r} is not used; the "
              f"reproduction is logged to {uri}.")
         cfg.mlflow.tracking_uri = uri

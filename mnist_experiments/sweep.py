@@ -68,11 +68,12 @@ class MlflowSweepCallback(Callback):
     # ----------------------------------------------------------------- multirun
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mnist_experiments import tracking
+        from mnist_experiments.store import resolve_tracking_uri
 
         launch_dir = os.getcwd()
         sweep_dir = _abs(str(config.hydra.sweep.dir), launch_dir).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        uri = tracking.resolve_tracking_uri(config.mlflow.tracking_uri, launch_dir)
+        uri = resolve_tracking_uri(config.mlflow.tracking_uri, launch_dir)
         experiment_id = tracking.ensure_experiment(uri, str(config.mlflow.experiment_name))
 
         from mlflow.tracking import MlflowClient

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_experiments.schema import validate
+from mnist_experiments.store import StoreCreation, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +105,10 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Out
     context = context or JobContext.from_hydra()
     validate(cfg)
 
+    uri = context.tracking_uri or resolve_tracking_uri(cfg.mlflow.tracking_uri,
+                                                       context.launch_dir)
     # a brand-new SQLite store is built by a helper process while TensorFlow imports
-    with _store_creation(cfg, context) as creation:
+    with _store_creation(uri, cfg, context) as creation:
         from mnist_experiments.data import load_dataset
 
         started = time.perf_counter()
@@ -128,7 +131,7 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Out
         from mnist_experiments import tracking, training
 
         creation.install()
-        uri, experiment_id = _open_store(cfg, context)
+        experiment_id = _open_store(uri, cfg, context)
     training.seed_everything(int(cfg.seed), bool(cfg.train.deterministic))
 
     tags = tracking.provenance_tags(context.launch_dir)
@@ -172,29 +175,23 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Out
     return Outcome(run_id=run_id, objective=float(objective), metrics=metrics)
 
 
-def _store_creation(cfg: DictConfig, context: JobContext):
+def _store_creation(uri: str, cfg: DictConfig, context: JobContext) -> StoreCreation:
     """See :class:`mnist_experiments.store.StoreCreation` (nothing to do for sweep jobs)."""
-    from mnist_experiments.store import StoreCreation, resolve_tracking_uri
-
     if context.experiment_id is not None:  # a sweep job: the sweep made the store
         return StoreCreation()
-    uri = context.tracking_uri or resolve_tracking_uri(cfg.mlflow.tracking_uri,
-                                                       context.launch_dir)
     return StoreCreation.start(uri, str(cfg.mlflow.experiment_name))
 
 
-def _open_store(cfg: DictConfig, context: JobContext):
-    """The tracking URI and the experiment id (the experiment created once if needed)."""
+def _open_store(uri: str, cfg: DictConfig, context: JobContext) -> str:
+    """The experiment id (the experiment created once if needed)."""
     import mlflow
 
     from mnist_experiments import tracking
 
-    uri = context.tracking_uri or tracking.resolve_tracking_uri(cfg.mlflow.tracking_uri,
-                                                                context.launch_dir)
     if context.experiment_id is not None:
         mlflow.set_tracking_uri(uri)
-        return uri, context.experiment_id
-    return uri, tracking.ensure_experiment(uri, cfg.mlflow.experiment_name)
+        return context.experiment_id
+    return tracking.ensure_experiment(uri, cfg.mlflow.experiment_name)
 
 
 def _fit_and_test(cfg: DictConfig, dataset: Any, x_train, y_train, x_val, y_val,

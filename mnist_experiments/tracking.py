@@ -1,6 +1,5 @@
 """MLflow tracking: where runs go, how they start and end, what is logged with them.
 
-- :func:`resolve_tracking_uri` (from :mod:`mnist_experiments.store`): where runs go.
 - :func:`ensure_experiment`: create the store and the experiment once and return its
   id; runs are started with that id, never through a racing ``set_experiment``.
 - :func:`tracked_run`: a run that always ends FINISHED, FAILED (on an error) or
@@ -23,12 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mnist_experiments.errors import UserError
-from mnist_experiments.store import (  # noqa: F401 - re-exported: where runs go
-    DEFAULT_DB,
-    artifact_root_for,
-    resolve_tracking_uri,
-    sqlite_file,
-)
+from mnist_experiments.store import artifact_root_for
 
 
 def ensure_experiment(uri: str, name: str) -> str:
