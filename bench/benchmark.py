@@ -277,11 +277,11 @@ def prepare_data(args: argparse.Namespace, tmp: Path) -> Dict[str, str]:
     """
     import numpy as np
 
-    from mnist_experiments.data import load_digits_28, load_idx_dir, load_npz
+    from mnist_experiments.data.loaders import load_digits_28, load_idx_dir, load_npz
 
     if args.digits:
         raw = load_digits_28()
-        description = "scikit-learn digits at 28x28 (mnist_experiments.data.load_digits_28)"
+        description = "scikit-learn digits at 28x28 (mnist_experiments.data.loaders.load_digits_28)"
         group = args.data_config or "mnist"
     else:
         path = os.path.abspath(os.path.expanduser(args.data_path))

@@ -11,7 +11,7 @@ from typing import List, Sequence
 import pytest
 from hydra import compose, initialize_config_module
 
-import mnist_experiments.cli  # noqa: F401  (registers the structured-config schemas)
+import mnist_experiments.commands.train  # noqa: F401  (registers the structured-config schemas)
 
 REPO = Path(__file__).resolve().parents[1]
 

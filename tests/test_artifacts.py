@@ -63,7 +63,7 @@ def test_every_artifact_is_logged_and_every_png_decodes(logged):
 
 
 def _test_set(trained_run):
-    from mnist_experiments.data import load_dataset
+    from mnist_experiments.data.loaders import load_dataset
 
     config = trained_run["config"]
     return load_dataset(config.data, int(config.seed))
@@ -111,8 +111,8 @@ def test_the_logged_model_predicts_like_the_in_memory_model(tmp_path):
     import keras
     import mlflow
 
-    from mnist_experiments.artifacts import log_model
-    from mnist_experiments.models import build_model
+    from mnist_experiments.tracking.artifacts import log_model
+    from mnist_experiments.models.builder import build_model
 
     cfg = compose_cfg("model=seed_tiny")
     model = build_model(cfg.model)
@@ -142,7 +142,7 @@ def test_the_logged_model_predicts_like_the_in_memory_model(tmp_path):
 
 @pytest.mark.parametrize("model, convs", [("seed_tiny", 1), ("lenet5", 2)])
 def test_one_activation_image_per_conv_layer(tmp_path, model, convs):
-    from mnist_experiments.task import JobContext, run_experiment
+    from mnist_experiments.workflows.experiment import JobContext, run_experiment
 
     cfg = compose_cfg("data=digits", "data.limit=200", "train.epochs=1", f"model={model}",
                       "mlflow.log_model=false", "viz.max_channels=4",
@@ -159,7 +159,7 @@ def test_one_activation_image_per_conv_layer(tmp_path, model, convs):
 
 
 def test_viz_off_logs_no_figures(tmp_path):
-    from mnist_experiments.task import JobContext, run_experiment
+    from mnist_experiments.workflows.experiment import JobContext, run_experiment
 
     cfg = compose_cfg("data=digits", "data.limit=200", "train.epochs=1", "model=seed_tiny",
                       "viz=off", "mlflow.log_model=false",
@@ -176,7 +176,7 @@ def test_no_figure_leaks_across_runs():
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
-    from mnist_experiments import plots
+    from mnist_experiments.figures import plots
 
     gc.collect()
     before = sum(isinstance(o, Figure) for o in gc.get_objects())

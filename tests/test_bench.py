@@ -74,7 +74,7 @@ def test_cli_import_and_compose_load_neither_tensorflow_nor_mlflow(tmp_path):
     code = textwrap.dedent(
         """
         import sys
-        import mnist_experiments.cli
+        import mnist_experiments.commands.train
         from hydra import compose, initialize_config_module
         with initialize_config_module("mnist_experiments.conf", version_base="1.3"):
             cfg = compose("config", overrides=["data=digits"])

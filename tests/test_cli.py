@@ -138,7 +138,7 @@ def test_same_config_twice_gives_identical_metrics(tmp_path):
 def test_help_and_cfg_do_not_import_tensorflow_or_mlflow(tmp_path):
     code = (
         "import sys\n"
-        "from mnist_experiments.cli import main\n"
+        "from mnist_experiments.commands.train import main\n"
         "sys.argv = ['mnist-exp'] + sys.argv[1:]\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "heavy = sorted(m for m in ('tensorflow', 'keras', 'mlflow') if m in sys.modules)\n"

@@ -9,7 +9,7 @@ from hydra.errors import ConfigCompositionException
 
 from conftest import compose_cfg
 from mnist_experiments.errors import ConfigError
-from mnist_experiments.schema import validate
+from mnist_experiments.config.schema import validate
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -38,7 +38,7 @@ EXPECTED_PARAMS = {"seed_cnn": 93_322, "seed_tiny": 3_410, "lenet5": 61_706}
 
 @pytest.mark.parametrize("model", options("model"))
 def test_every_model_builds(model):
-    from mnist_experiments.models import build_model, conv_layer_names
+    from mnist_experiments.models.builder import build_model, conv_layer_names
 
     cfg = compose_cfg(f"model={model}")
     keras_model = build_model(cfg.model)
@@ -51,7 +51,7 @@ def test_every_model_builds(model):
 
 @pytest.mark.parametrize("optimizer", options("optimizer"))
 def test_every_optimizer_instantiates_with_its_options(optimizer):
-    from mnist_experiments.safety import safe_instantiate
+    from mnist_experiments.config.safety import safe_instantiate
 
     cfg = compose_cfg(f"optimizer={optimizer}", "optimizer.learning_rate=0.005")
     opt = safe_instantiate(cfg.optimizer)
@@ -72,7 +72,7 @@ def test_experiment_presets_match_the_notebooks():
 
 
 def test_a_layer_can_be_changed_from_the_command_line():
-    from mnist_experiments.models import build_model
+    from mnist_experiments.models.builder import build_model
 
     cfg = compose_cfg("model=seed_cnn", "model.conv_blocks.0.filters=8", "model.dense_layers.0.units=16")
     model = build_model(cfg.model)
@@ -85,7 +85,7 @@ def test_an_architecture_can_be_added_in_yaml_alone(tmp_path):
     import yaml
 
     from conftest import run_cli
-    from mnist_experiments.models import build_model
+    from mnist_experiments.models.builder import build_model
 
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "wide.yaml").write_text(

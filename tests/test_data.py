@@ -1,4 +1,4 @@
-"""Tests for mnist_experiments.data: real files in tmp_path, no mocks, no network."""
+"""Tests for mnist_experiments.data.loaders: real files in tmp_path, no mocks, no network."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from mnist_experiments import data
-from mnist_experiments.data import (
+from mnist_experiments.data import loaders as data
+from mnist_experiments.data.loaders import (
     Dataset,
     RawData,
     fingerprint,
@@ -31,7 +31,7 @@ from mnist_experiments.data import (
     split,
 )
 from mnist_experiments.errors import DataError
-from mnist_experiments.schema import DataConfig, Validation
+from mnist_experiments.config.schema import DataConfig, Validation
 
 REPO = Path(__file__).resolve().parents[1]
 IDX_NAMES = {
@@ -534,7 +534,7 @@ def test_import_is_light():
     result = run_python(
         """
         import sys
-        import mnist_experiments.data
+        import mnist_experiments.data.loaders
         heavy = [m for m in ("keras", "tensorflow", "mlflow", "sklearn", "PIL") if m in sys.modules]
         print("HEAVY", heavy)
         """,
@@ -553,7 +553,7 @@ def test_keras_download_offline_is_a_clear_data_error(tmp_path):
     result = run_python(
         """
         import socket, time
-        from mnist_experiments.data import load_raw
+        from mnist_experiments.data.loaders import load_raw
         from mnist_experiments.errors import DataError
         for name in ("mnist", "fashion_mnist"):
             try:

@@ -1,7 +1,7 @@
 """``mnist-exp-evaluate`` end to end on the shared trained run's real SQLite store.
 
 The evaluation of the run itself and the one of an unknown run id run as subprocesses
-(``python -m mnist_experiments.evaluate``, the same code as the console script) in the
+(``python -m mnist_experiments.workflows.evaluate``, the same code as the console script) in the
 trained run's launch directory, so they find its default store ``./mlflow.db``; the
 evaluation of the registered model runs in this process (``evaluate.main``) while they
 run, to keep the module fast. They only add runs to the experiment ``evaluations``
@@ -30,7 +30,7 @@ UNKNOWN_RUN = "0123456789abcdef0123456789abcdef"
 
 
 def start(args, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mnist_experiments.evaluate", *args],
+    return subprocess.Popen([sys.executable, "-m", "mnist_experiments.workflows.evaluate", *args],
                             cwd=cwd, env=cli_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -42,7 +42,8 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> dict:
 
 def evaluate_in_process(args, uri: str) -> dict:
     """``evaluate.main(args)`` in this process, leaving no global MLflow state behind."""
-    from mnist_experiments import evaluate, models_io
+    from mnist_experiments.workflows import evaluate
+    from mnist_experiments.tracking import models as models_io
 
     saved_env = dict(os.environ)
     out, err = io.StringIO(), io.StringIO()
@@ -61,7 +62,7 @@ def evaluations(trained_run):
     """Two evaluations as subprocesses (the CLI), one in process (via the registry)."""
     from mlflow.tracking import MlflowClient
 
-    from mnist_experiments import models_io
+    from mnist_experiments.tracking import models as models_io
 
     run_id = trained_run["run"].info.run_id
     cwd = trained_run["dir"]
@@ -167,7 +168,7 @@ def test_unknown_model_is_a_clear_error(evaluations):
 
 def test_overrides_compose_like_mnist_exp():
     """Without data=GROUP the run's data config is kept; with it, mnist-exp's meaning."""
-    from mnist_experiments.evaluate import compose_config, eval_overrides, hydra_value
+    from mnist_experiments.workflows.evaluate import compose_config, eval_overrides, hydra_value
 
     run_config = {"seed": 7, "data": {"name": "digits", "path": None, "validation": "holdout",
                                       "val_fraction": 0.2, "limit": 120,
@@ -194,7 +195,7 @@ def test_overrides_compose_like_mnist_exp():
 
 def test_bad_overrides_are_refused_before_loading_anything():
     from mnist_experiments.errors import UserError
-    from mnist_experiments.evaluate import check_overrides, compose_config
+    from mnist_experiments.workflows.evaluate import check_overrides, compose_config
 
     with pytest.raises(UserError, match="model=lenet5"):
         check_overrides(["data.limit=5", "model=lenet5"])
@@ -203,12 +204,12 @@ def test_bad_overrides_are_refused_before_loading_anything():
 
 
 def test_help_is_fast_and_imports_nothing_heavy():
-    code = ("import sys, mnist_experiments.evaluate, mnist_experiments.predict, "
-            "mnist_experiments.models_io, mnist_experiments.preprocess; "
+    code = ("import sys, mnist_experiments.workflows.evaluate, mnist_experiments.workflows.predict, "
+            "mnist_experiments.tracking.models, mnist_experiments.data.images; "
             "print(sorted(m for m in ('tensorflow', 'keras', 'mlflow') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=cli_env(), timeout=60)
     assert result.stdout.strip() == "[]", result.stderr
-    result = subprocess.run([sys.executable, "-m", "mnist_experiments.evaluate", "--help"],
+    result = subprocess.run([sys.executable, "-m", "mnist_experiments.workflows.evaluate", "--help"],
                             capture_output=True, text=True, env=cli_env(), timeout=60)
     assert result.returncode == 0 and "models:/<name>@<alias>" in result.stdout

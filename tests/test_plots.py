@@ -1,4 +1,4 @@
-"""Tests for mnist_experiments.plots: real Matplotlib, rendered to PNG and decoded."""
+"""Tests for mnist_experiments.figures.plots: real Matplotlib, rendered to PNG and decoded."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from matplotlib.image import AxesImage
 from matplotlib.text import Text
 from PIL import Image
 
-from mnist_experiments import plots
+from mnist_experiments.figures import plots
 
 DIGITS = [str(i) for i in range(10)]
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
@@ -494,7 +494,7 @@ def test_no_pyplot_registry_leak(images, tmp_path):
 
 
 def test_module_imports_no_pyplot_tensorflow_or_mlflow():
-    code = ("import sys, mnist_experiments.plots\n"
+    code = ("import sys, mnist_experiments.figures.plots\n"
             "bad = [m for m in ('matplotlib.pyplot', 'tensorflow', 'keras', 'mlflow')"
             " if m in sys.modules]\n"
             "assert not bad, bad\n")

@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import all_runs, cli_env, compose_cfg, run_cli, store_uri
 
-MODULE = "mnist_experiments.reproduce"
+MODULE = "mnist_experiments.workflows.reproduce"
 # Small and fast: 300 training and 150 test digits from an npz, one epoch, nothing extra.
 TRAIN_OVERRIDES = ["data=mnist", "train.epochs=1", "viz=off", "mlflow.log_model=false"]
 HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
@@ -35,7 +35,7 @@ RESULT_METRICS = ["objective", "test_loss", "test_accuracy", "test_precision",
 
 def write_npz(path: Path) -> None:
     """Keras layout (x_train, y_train, x_test, y_test; uint8 images), from the digits."""
-    from mnist_experiments.data import load_digits_28
+    from mnist_experiments.data.loaders import load_digits_28
 
     raw = load_digits_28()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,7 +44,7 @@ def write_npz(path: Path) -> None:
 
 
 class Job:
-    """A ``python -m mnist_experiments.reproduce`` subprocess writing to files."""
+    """A ``python -m mnist_experiments.workflows.reproduce`` subprocess writing to files."""
 
     def __init__(self, args: Sequence[str], cwd: Path, name: str):
         self.args = list(args)
@@ -277,7 +277,7 @@ MALICIOUS = {
         "Refusing model.conv_blocks.0._target_='builtins.eval'"),
     # an allowed target, so that it is the hydra: section itself that is refused
     "hydra callbacks": (lambda cfg, m: cfg.update(hydra={"callbacks": {"evil": {
-        "_target_": "mnist_experiments.models.build_model", "cfg": f"touch {m}"}}}),
+        "_target_": "mnist_experiments.models.builder.build_model", "cfg": f"touch {m}"}}}),
         "'hydra:' section"),
     "interpolation": (lambda cfg, m: cfg["mlflow"].update(run_name="${oc.env:HOME}"),
                       "is an interpolation"),
@@ -374,7 +374,7 @@ def test_invalid_configs_are_refused_by_the_schema(change, needle, clean_config)
     import copy
 
     from mnist_experiments.errors import ConfigError
-    from mnist_experiments.reproduce import build_config
+    from mnist_experiments.workflows.reproduce import build_config
 
     cfg = copy.deepcopy(clean_config)
     change(cfg)
@@ -385,8 +385,8 @@ def test_invalid_configs_are_refused_by_the_schema(change, needle, clean_config)
 
 
 def test_the_clean_config_passes_and_keeps_its_types(clean_config):
-    from mnist_experiments import schema
-    from mnist_experiments.reproduce import build_config
+    from mnist_experiments.config import schema
+    from mnist_experiments.workflows.reproduce import build_config
 
     cfg = build_config(clean_config, ["seed=7", "optimizer.learning_rate=0.01"], "x")
     assert cfg.seed == 7 and cfg.optimizer.learning_rate == 0.01
@@ -398,7 +398,7 @@ def test_the_clean_config_passes_and_keeps_its_types(clean_config):
 
 def test_yaml_aliases_are_refused():
     from mnist_experiments.errors import ConfigError
-    from mnist_experiments.reproduce import parse_config
+    from mnist_experiments.workflows.reproduce import parse_config
 
     bomb = "a: &a [x, x, x]\nb: &b [*a, *a, *a]\nc: [*b, *b, *b]\n"
     with pytest.raises(ConfigError, match="alias"):
@@ -407,7 +407,7 @@ def test_yaml_aliases_are_refused():
 
 def test_compare_and_expect():
     from mnist_experiments.errors import UserError
-    from mnist_experiments.reproduce import _parse_expect, compare_metrics, render_table
+    from mnist_experiments.workflows.reproduce import _parse_expect, compare_metrics, render_table
 
     rows = compare_metrics({"test_accuracy": 0.5, "objective": 0.25, "fit_seconds": 3.0},
                            {"test_accuracy": 0.5 + 1e-9, "objective": 0.25, "cv_x": 1.0,
@@ -425,7 +425,7 @@ def test_compare_and_expect():
 
 def test_help_is_fast_and_imports_nothing_heavy():
     code = ("import sys, runpy; sys.argv = ['mnist-exp-reproduce', '--help']\n"
-            "try:\n    runpy.run_module('mnist_experiments.reproduce', run_name='__main__')\n"
+            "try:\n    runpy.run_module('mnist_experiments.workflows.reproduce', run_name='__main__')\n"
             "except SystemExit:\n    pass\n"
             "heavy = [m for m in ('tensorflow', 'keras', 'mlflow') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
@@ -438,7 +438,7 @@ def test_help_is_fast_and_imports_nothing_heavy():
 
 
 def test_an_unknown_run_id_is_a_clear_error(original, tmp_path, monkeypatch, capsys):
-    from mnist_experiments.reproduce import main
+    from mnist_experiments.workflows.reproduce import main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -452,7 +452,7 @@ def test_an_unknown_run_id_is_a_clear_error(original, tmp_path, monkeypatch, cap
 
 
 def test_provenance_differences_are_named():
-    from mnist_experiments import provenance
+    from mnist_experiments.tracking import provenance_compare as provenance
 
     original = {"version.tensorflow": "2.20.0", "version.numpy": "2.1.0", "platform.cpu": "A",
                 "data.fingerprint": "f" * 64, "git_commit": "abc", "version.extra": "1"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
 
-from mnist_experiments.store import StoreCreation
-from mnist_experiments.tracking import ensure_experiment
+from mnist_experiments.tracking.store import StoreCreation
+from mnist_experiments.tracking.runs import ensure_experiment
 
 
 def test_a_new_store_is_built_aside_then_installed(tmp_path):

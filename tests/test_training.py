@@ -6,8 +6,8 @@ import keras
 import numpy as np
 
 from conftest import compose_cfg
-from mnist_experiments import training
-from mnist_experiments.data import load_dataset
+from mnist_experiments.training import fit as training
+from mnist_experiments.data.loaders import load_dataset
 
 
 def _batches(ds):

@@ -1,7 +1,7 @@
 """Comparing the provenance of two runs (what software, machine and data made them).
 
-A run records its provenance as tags (see :func:`mnist_experiments.tracking.provenance_tags`
-and :func:`mnist_experiments.task.run_experiment`): ``version.*`` (Python, TensorFlow,
+A run records its provenance as tags (see :func:`mnist_experiments.tracking.runs.provenance_tags`
+and :func:`mnist_experiments.workflows.experiment.run_experiment`): ``version.*`` (Python, TensorFlow,
 Keras, MLflow, Hydra, NumPy, this package), ``platform.*`` (OS, machine, CPU, CPU count),
 ``git_commit`` / ``git_dirty`` and ``data.fingerprint`` / ``data.source``. A reproduction
 that differs in any of them may legitimately produce different numbers, so

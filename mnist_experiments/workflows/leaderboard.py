@@ -1,6 +1,6 @@
 """The leaderboard of a sweep: ``summary.csv``, ``summary.md`` and objective plots.
 
-Built at the end of every sweep by :class:`mnist_experiments.sweep.MlflowSweepCallback`,
+Built at the end of every sweep by :class:`mnist_experiments.sweeps.callback.MlflowSweepCallback`,
 and rebuilt at any time with::
 
     mnist-exp-report outputs/multirun/2026-11-24_10-00-00-123456   # a sweep dir
@@ -84,7 +84,7 @@ def collect_rows(sweep_dir: Optional[Path], uri: str, parent_run_id: str) -> Lis
             "error": "",
         }
     if sweep_dir is not None and sweep_dir.is_dir():
-        from mnist_experiments.sweep import JOB_FILE
+        from mnist_experiments.sweeps.callback import JOB_FILE
 
         for path in sorted(sweep_dir.glob(f"*/{JOB_FILE}")):
             record = json.loads(path.read_text())
@@ -177,7 +177,7 @@ def build_report(sweep_dir: Optional[Path], uri: str, parent_run_id: str,
     """
     from mlflow.tracking import MlflowClient
 
-    from mnist_experiments import plots
+    from mnist_experiments.figures import plots
 
     rows = collect_rows(sweep_dir, uri, parent_run_id)
     out_dir = Path(out_dir or sweep_dir or Path.cwd() / f"sweep-{parent_run_id}")
@@ -220,7 +220,7 @@ def build_report(sweep_dir: Optional[Path], uri: str, parent_run_id: str,
         client.log_metric(parent_run_id, "jobs_finished", len(rows) - len(report.failed))
         client.log_metric(parent_run_id, "jobs_failed", len(report.failed))
     if register_as and report.best is not None:
-        from mnist_experiments.models_io import register
+        from mnist_experiments.tracking.models import register
 
         version = register(report.best["run_id"], register_as, register_alias, tracking_uri=uri)
         report.registered = f"models:/{version.name}/{version.version}"
@@ -248,8 +248,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                         "at the new version")
     args = parser.parse_args(argv)
     try:
-        from mnist_experiments.store import resolve_tracking_uri
-        from mnist_experiments.sweep import read_sweep_file
+        from mnist_experiments.tracking.store import resolve_tracking_uri
+        from mnist_experiments.sweeps.callback import read_sweep_file
 
         sweep_dir: Optional[Path] = None
         if Path(args.sweep).is_dir():

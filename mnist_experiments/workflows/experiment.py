@@ -15,8 +15,8 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_experiments.schema import validate
-from mnist_experiments.store import StoreCreation, resolve_tracking_uri
+from mnist_experiments.config.schema import validate
+from mnist_experiments.tracking.store import StoreCreation, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class JobContext:
 
         if not HydraConfig.initialized():
             return cls(launch_dir=os.getcwd(), output_dir=None, overrides=[])
-        from mnist_experiments.sweep import job_sweep_info
+        from mnist_experiments.sweeps.callback import job_sweep_info
 
         hc = HydraConfig.get()
         context = cls(
@@ -109,7 +109,7 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Out
                                                        context.launch_dir)
     # a brand-new SQLite store is built by a helper process while TensorFlow imports
     with _store_creation(uri, cfg, context) as creation:
-        from mnist_experiments.data import load_dataset
+        from mnist_experiments.data.loaders import load_dataset
 
         started = time.perf_counter()
         dataset = load_dataset(cfg.data, int(cfg.seed))
@@ -121,14 +121,15 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Out
 
         kfold = cfg.cv.name == "kfold"
         if kfold:
-            from mnist_experiments import cv
+            from mnist_experiments.workflows import kfold as cv
 
             x_pool, y_pool = cv.training_pool(dataset, cfg.data.validation)
             cv.check_folds(y_pool, cfg.cv)  # before any run exists
 
         import mlflow
 
-        from mnist_experiments import tracking, training
+        from mnist_experiments.tracking import runs as tracking
+        from mnist_experiments.training import fit as training
 
         creation.install()
         experiment_id = _open_store(uri, cfg, context)
@@ -165,7 +166,7 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Out
     register_as = cfg.mlflow.get("register_as")
     if register_as and context.parent_run_id is None and cfg.mlflow.log_model:
         # a sweep registers its best job's model instead (see sweep.py)
-        from mnist_experiments.models_io import register
+        from mnist_experiments.tracking.models import register
 
         version = register(run_id, register_as, cfg.mlflow.get("register_alias"), tracking_uri=uri)
         log.info("registered as models:/%s/%s", version.name, version.version)
@@ -176,7 +177,7 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Out
 
 
 def _store_creation(uri: str, cfg: DictConfig, context: JobContext) -> StoreCreation:
-    """See :class:`mnist_experiments.store.StoreCreation` (nothing to do for sweep jobs)."""
+    """See :class:`mnist_experiments.tracking.store.StoreCreation` (nothing to do for sweep jobs)."""
     if context.experiment_id is not None:  # a sweep job: the sweep made the store
         return StoreCreation()
     return StoreCreation.start(uri, str(cfg.mlflow.experiment_name))
@@ -186,7 +187,7 @@ def _open_store(uri: str, cfg: DictConfig, context: JobContext) -> str:
     """The experiment id (the experiment created once if needed)."""
     import mlflow
 
-    from mnist_experiments import tracking
+    from mnist_experiments.tracking import runs as tracking
 
     if context.experiment_id is not None:
         mlflow.set_tracking_uri(uri)
@@ -202,7 +203,9 @@ def _fit_and_test(cfg: DictConfig, dataset: Any, x_train, y_train, x_val, y_val,
     """
     import mlflow
 
-    from mnist_experiments import artifacts, tracking, training
+    from mnist_experiments.tracking import artifacts
+    from mnist_experiments.tracking import runs as tracking
+    from mnist_experiments.training import fit as training
 
     with tracking.BackgroundMetrics(mlflow.active_run().info.run_id) as writer:
         result = training.fit(cfg, x_train, y_train, x_val, y_val, on_metrics=writer.log,
@@ -239,7 +242,10 @@ def _kfold(cfg: DictConfig, dataset: Any, x_pool, y_pool, experiment_id: str,
     import keras
     import mlflow
 
-    from mnist_experiments import artifacts, cv, plots, training
+    from mnist_experiments.tracking import artifacts
+    from mnist_experiments.workflows import kfold as cv
+    from mnist_experiments.figures import plots
+    from mnist_experiments.training import fit as training
 
     names = list(dataset.class_names)
     child_tags = {k: v for k, v in tags.items() if k != "hydra.output_dir"}

@@ -24,7 +24,7 @@ picture, of any size and either polarity:
    filter, which anti-aliases when shrinking (:func:`fit_and_centre`).
 
 The result is ``float32`` of shape (28, 28) in [0, 1], the scale of
-:func:`mnist_experiments.training.to_float`; add the channel axis for a model.
+:func:`mnist_experiments.training.fit.to_float`; add the channel axis for a model.
 
 :func:`read_image` opens PNG, JPEG (and BMP, GIF, TIFF, WebP) files with Pillow,
 applies the EXIF orientation of photos and composites transparent images onto a

@@ -10,7 +10,7 @@
   status and error, so failed jobs appear in the leaderboard even when they failed
   before their MLflow run existed.
 - ``on_multirun_end``, or process exit when a failed job aborts Hydra's sweep: writes
-  the leaderboard (see :mod:`mnist_experiments.report`), ends the parent run, and makes
+  the leaderboard (see :mod:`mnist_experiments.workflows.leaderboard`), ends the parent run, and makes
   the sweep command exit non-zero when any job failed.
 """
 
@@ -67,8 +67,8 @@ class MlflowSweepCallback(Callback):
 
     # ----------------------------------------------------------------- multirun
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from mnist_experiments import tracking
-        from mnist_experiments.store import resolve_tracking_uri
+        from mnist_experiments.tracking import runs as tracking
+        from mnist_experiments.tracking.store import resolve_tracking_uri
 
         launch_dir = os.getcwd()
         sweep_dir = _abs(str(config.hydra.sweep.dir), launch_dir).resolve()
@@ -126,7 +126,7 @@ class MlflowSweepCallback(Callback):
         if self._sweep is None or self._finished:
             return None
         self._finished = True
-        from mnist_experiments.report import build_report
+        from mnist_experiments.workflows.leaderboard import build_report
 
         try:
             report = build_report(Path(self._sweep["sweep_dir"]), self._sweep["tracking_uri"],

@@ -7,8 +7,8 @@ own machine and gets a verdict, without having to trust the student's files:
   no ``${...}`` interpolations), must not contain a ``hydra:`` or ``defaults:`` section
   (Hydra is not used to run it, so no Hydra callback, launcher or sweeper is ever
   configured from it), and every ``_target_`` must be on the allow-list of
-  :mod:`mnist_experiments.safety`. Then it is merged onto the typed schema
-  (:mod:`mnist_experiments.schema`: unknown keys and wrong types are refused) and
+  :mod:`mnist_experiments.config.safety`. Then it is merged onto the typed schema
+  (:mod:`mnist_experiments.config.schema`: unknown keys and wrong types are refused) and
   validated, all before anything is imported, built, loaded or logged;
 * the data are loaded and their fingerprint compared with the original run's before
   training: changed data are refused (exit 2) unless ``--allow-data-change``;
@@ -45,9 +45,9 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from mnist_experiments.errors import ConfigError, DataError, UserError
-from mnist_experiments.store import resolve_tracking_uri, sqlite_file
+from mnist_experiments.tracking.store import resolve_tracking_uri, sqlite_file
 
-log = logging.getLogger("mnist_experiments.reproduce")
+log = logging.getLogger("mnist_experiments.workflows.reproduce")
 
 PROG = "mnist-exp-reproduce"
 EXIT_REPRODUCED = 0
@@ -286,7 +286,7 @@ def check_plain(container: Dict[str, Any], where: str) -> None:
     and ``${...}`` interpolations (resolvers such as ``oc.env`` would read this
     machine's environment into the logged params) are refused.
     """
-    from mnist_experiments.safety import check_targets
+    from mnist_experiments.config.safety import check_targets
 
     for key in ("hydra", "defaults"):
         if key in container:
@@ -334,9 +334,9 @@ def build_config(container: Dict[str, Any], overrides: Sequence[str], where: str
 
     Every check runs before anything the config names is imported or built: the plain
     checks of :func:`check_plain` (on the file, then with the overrides), the typed
-    schema (:class:`~mnist_experiments.schema.Config`, the optimizer's schema chosen by
+    schema (:class:`~mnist_experiments.config.schema.Config`, the optimizer's schema chosen by
     its ``_target_`` and the cv schema chosen by ``cv.name``), then
-    :func:`~mnist_experiments.schema.validate`.
+    :func:`~mnist_experiments.config.schema.validate`.
 
     Raises
     ------
@@ -345,7 +345,7 @@ def build_config(container: Dict[str, Any], overrides: Sequence[str], where: str
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from mnist_experiments import schema
+    from mnist_experiments.config import schema
 
     check_plain(container, where)
     if overrides:
@@ -553,7 +553,7 @@ def check_data(original_cfg: Any, cfg: Any, original: Original, allow_change: bo
         warn("the original's data fingerprint is unknown (no data.fingerprint tag or "
              "data.json), so the data cannot be checked.")
         return
-    from mnist_experiments import data
+    from mnist_experiments.data import loaders as data
 
     try:
         raw = data.load_raw(cfg.data)
@@ -772,7 +772,7 @@ def reproduce(args: argparse.Namespace) -> int:
         tags["reproduces.overrides"] = " ".join(args.override)[:5000]
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from mnist_experiments.task import JobContext, run_experiment
+    from mnist_experiments.workflows.experiment import JobContext, run_experiment
 
     outcome = run_experiment(cfg, JobContext(launch_dir=launch_dir, overrides=overrides,
                                              tags=tags))
@@ -785,7 +785,7 @@ def reproduce(args: argparse.Namespace) -> int:
     print(f"\nReproduction: run {outcome.run_id} (experiment {cfg.mlflow.experiment_name!r})\n")
     print(render_table(rows, args.tolerance))
 
-    from mnist_experiments import provenance
+    from mnist_experiments.tracking import provenance_compare as provenance
 
     differences = provenance.compare(original.tags, new_run.data.tags)
     for difference in differences:

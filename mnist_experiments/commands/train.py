@@ -1,4 +1,4 @@
-"""The ``mnist-exp`` command: a Hydra app around :func:`mnist_experiments.task.train`.
+"""The ``mnist-exp`` command: a Hydra app around :func:`mnist_experiments.workflows.experiment.train`.
 
 Importing this module is cheap: TensorFlow and MLflow are imported only when a job
 runs, so ``mnist-exp --help`` and ``mnist-exp --cfg job`` stay fast.
@@ -15,7 +15,7 @@ from typing import Optional
 import hydra
 from omegaconf import DictConfig
 
-from mnist_experiments.schema import register_configs
+from mnist_experiments.config.schema import register_configs
 
 CONFIG_PATH = "pkg://mnist_experiments.conf"
 
@@ -59,7 +59,7 @@ def app(cfg: DictConfig) -> Optional[float]:
         pass
     # TensorFlow's C++ start-up chatter hides the run's own log lines.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from mnist_experiments.task import train
+    from mnist_experiments.workflows.experiment import train
 
     return train(cfg)
 

@@ -94,7 +94,7 @@ def tracking_uri_for(tracking_uri: Optional[str] = None, cwd: Optional[str] = No
     directory). With ``must_exist``, a SQLite file that does not exist is an error
     rather than a new, empty store created as a side effect.
     """
-    from mnist_experiments.store import resolve_tracking_uri, sqlite_file
+    from mnist_experiments.tracking.store import resolve_tracking_uri, sqlite_file
 
     uri = resolve_tracking_uri(tracking_uri, cwd or os.getcwd())
     db = sqlite_file(uri)

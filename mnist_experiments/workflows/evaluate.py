@@ -144,7 +144,7 @@ def data_groups() -> List[str]:
 
 def run_data_overrides(run_config: Optional[Dict[str, Any]]) -> Tuple[List[str], List[str]]:
     """Overrides that recompose a run's data config and seed; and the keys skipped."""
-    from mnist_experiments.schema import DataConfig
+    from mnist_experiments.config.schema import DataConfig
 
     if not run_config or not isinstance(run_config.get("data"), dict):
         return [], []
@@ -190,7 +190,7 @@ def compose_config(overrides: Sequence[str], user: Optional[Sequence[str]] = Non
     from omegaconf.errors import OmegaConfBaseException
 
     from mnist_experiments.errors import ConfigError, UserError
-    from mnist_experiments.schema import register_configs, validate
+    from mnist_experiments.config.schema import register_configs, validate
 
     register_configs()
 
@@ -241,9 +241,9 @@ def evaluate(loaded: Any, cfg: Any, overrides: Sequence[str], origin: str,
     """
     from omegaconf import OmegaConf
 
-    from mnist_experiments.data import load_dataset
+    from mnist_experiments.data.loaders import load_dataset
     from mnist_experiments.errors import UserError
-    from mnist_experiments.training import classification_metrics, predict_proba
+    from mnist_experiments.training.fit import classification_metrics, predict_proba
 
     launch_dir = launch_dir or os.getcwd()
     dataset = load_dataset(cfg.data, int(cfg.seed))  # DataError before any run exists
@@ -261,8 +261,9 @@ def evaluate(loaded: Any, cfg: Any, overrides: Sequence[str], origin: str,
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from mnist_experiments import plots, tracking
-    from mnist_experiments.store import resolve_tracking_uri
+    from mnist_experiments.figures import plots
+    from mnist_experiments.tracking import runs as tracking
+    from mnist_experiments.tracking.store import resolve_tracking_uri
 
     store = loaded.tracking_uri or resolve_tracking_uri(None, launch_dir)
     client = MlflowClient(store)
@@ -303,7 +304,7 @@ def evaluate(loaded: Any, cfg: Any, overrides: Sequence[str], origin: str,
 
     names = list(dataset.class_names)
     y_pred = proba.argmax(axis=1)
-    from mnist_experiments import artifacts
+    from mnist_experiments.tracking import artifacts
 
     with tracking.tracked_run(experiment_id, run_name, tags) as run:
         params = tracking.flatten(eval_config)
@@ -383,7 +384,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         check_overrides(args.overrides)
-        from mnist_experiments.models_io import load
+        from mnist_experiments.tracking.models import load
 
         loaded = load(args.model, tracking_uri=args.tracking_uri)
         overrides, origin, warnings = eval_overrides(loaded.run_config, args.overrides)

@@ -146,7 +146,7 @@ def load_dataset(data_cfg: Any, seed: int) -> Dataset:
     Parameters
     ----------
     data_cfg : DictConfig or object
-        The ``data`` section of the config (see :class:`~mnist_experiments.schema.DataConfig`).
+        The ``data`` section of the config (see :class:`~mnist_experiments.config.schema.DataConfig`).
     seed : int
         Seeds the subsample of ``data.limit`` and the ``holdout`` validation split.
 

@@ -103,7 +103,10 @@ def run_folds(
     import keras
     import mlflow
 
-    from mnist_experiments import artifacts, plots, tracking, training
+    from mnist_experiments.tracking import artifacts
+    from mnist_experiments.figures import plots
+    from mnist_experiments.tracking import runs as tracking
+    from mnist_experiments.training import fit as training
 
     splits = fold_indices(y, cfg.cv, int(cfg.seed))
     k = len(splits)

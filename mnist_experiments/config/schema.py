@@ -334,7 +334,7 @@ def validate(cfg: DictConfig) -> None:
     ConfigError
         Naming every bad value and how to fix it. Nothing has been built or logged.
     """
-    from mnist_experiments.safety import check_targets  # no heavy imports
+    from mnist_experiments.config.safety import check_targets  # no heavy imports
 
     if not isinstance(cfg.optimizer, DictConfig) or "_target_" not in cfg.optimizer:
         raise ConfigError(

@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mnist_experiments.errors import UserError
-from mnist_experiments.store import artifact_root_for
+from mnist_experiments.tracking.store import artifact_root_for
 
 
 def ensure_experiment(uri: str, name: str) -> str:

@@ -13,8 +13,8 @@ import tensorflow as tf
 from sklearn.metrics import f1_score, precision_score, recall_score
 
 from mnist_experiments.errors import UserError
-from mnist_experiments.models import build_model
-from mnist_experiments.safety import safe_instantiate
+from mnist_experiments.models.builder import build_model
+from mnist_experiments.config.safety import safe_instantiate
 
 log = logging.getLogger(__name__)
 

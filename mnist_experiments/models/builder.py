@@ -30,7 +30,7 @@ def build_model(model_cfg: Any, input_shape=INPUT_SHAPE, num_classes: int = NUM_
     ----------
     model_cfg : DictConfig or ModelConfig
         ``name``, ``conv_blocks``, ``head`` and ``dense_layers`` as in
-        :class:`mnist_experiments.schema.ModelConfig`.
+        :class:`mnist_experiments.config.schema.ModelConfig`.
     input_shape : tuple of int, default (28, 28, 1)
     num_classes : int, default 10
 

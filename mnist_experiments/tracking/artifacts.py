@@ -33,9 +33,9 @@ import mlflow
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
-from mnist_experiments import plots
-from mnist_experiments.models import conv_layer_names, layer_table, summary_text
-from mnist_experiments.training import to_float
+from mnist_experiments.figures import plots
+from mnist_experiments.models.builder import conv_layer_names, layer_table, summary_text
+from mnist_experiments.training.fit import to_float
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ ALLOWED_TARGETS = frozenset(
         "keras.optimizers.Adagrad",
         "keras.optimizers.Adadelta",
         "keras.optimizers.Lion",
-        "mnist_experiments.models.build_model",
+        "mnist_experiments.models.builder.build_model",
     }
 )
 

@@ -3,7 +3,7 @@
     mnist-exp-predict MODEL IMAGE [IMAGE ...] [--json] [--tracking-uri URI]
 
 Each image (PNG or JPEG; any size; dark ink on a light background or light on dark) is
-preprocessed like MNIST (:mod:`mnist_experiments.preprocess`) and classified by the
+preprocessed like MNIST (:mod:`mnist_experiments.data.images`) and classified by the
 model. One line per file: the path, the predicted class name and its probability.
 ``--json`` prints a JSON list instead, one object per file in the order given:
 ``{"file", "label", "class_name", "probability", "probabilities"}``, or
@@ -70,7 +70,7 @@ def classify(model: Any, class_names: Sequence[str], paths: Sequence[str]) -> Li
     """
     import numpy as np
 
-    from mnist_experiments.preprocess import ImageError, preprocess_file
+    from mnist_experiments.data.images import ImageError, preprocess_file
 
     results: List[Dict[str, Any]] = []
     images, slots = [], []
@@ -87,7 +87,7 @@ def classify(model: Any, class_names: Sequence[str], paths: Sequence[str]) -> Li
         slots.append(len(results))
         results.append({"file": path})
     if images:
-        from mnist_experiments.training import predict_proba
+        from mnist_experiments.training.fit import predict_proba
 
         proba = predict_proba(model, np.stack(images)[..., np.newaxis])
         for slot, row in zip(slots, proba):
@@ -119,7 +119,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
     from mnist_experiments.errors import UserError
-    from mnist_experiments.models_io import load
+    from mnist_experiments.tracking.models import load
 
     try:
         loaded = load(args.model, tracking_uri=args.tracking_uri)

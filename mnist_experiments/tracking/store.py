@@ -80,7 +80,7 @@ class StoreCreation:
         temporary = db.with_name(f".{db.name}.{os.getpid()}.creating")
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "mnist_experiments.store", str(temporary), name],
+                [sys.executable, "-m", "mnist_experiments.tracking.store", str(temporary), name],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -127,12 +127,12 @@ class StoreCreation:
 
 def _create(path: str, name: str) -> None:
     """The helper: a complete store with experiment ``name`` at ``path``."""
-    from mnist_experiments.tracking import ensure_experiment  # imports MLflow
+    from mnist_experiments.tracking.runs import ensure_experiment  # imports MLflow
 
     # the experiment's artifact root (mlruns/ beside the DB) is the same for the final
     # name, which lives in the same directory
     ensure_experiment(SQLITE + str(path), name)
 
 
-if __name__ == "__main__":  # python -m mnist_experiments.store TEMPORARY_DB NAME
+if __name__ == "__main__":  # python -m mnist_experiments.tracking.store TEMPORARY_DB NAME
     _create(sys.argv[1], sys.argv[2])

@@ -1,0 +1,4 @@
+"""Training: seeding and threads, the input pipeline, fit, and evaluation of a fitted model.
+
+Heavy: imports TensorFlow and Keras.
+"""
