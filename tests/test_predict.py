@@ -32,7 +32,7 @@ import pytest
 from PIL import Image
 
 from conftest import cli_env
-from mnist_experiments.data.loaders import images as preprocess
+from mnist_experiments.data import images as preprocess
 from mnist_experiments.data.images import ImageError
 
 N_IMAGES = 100  # test images rendered (x3 variants)
