@@ -9,7 +9,7 @@ from hydra.errors import ConfigCompositionException
 
 from conftest import compose_cfg
 from mnist_experiments.errors import ConfigError
-from mnist_experiments.config.schema import validate
+from mnist_experiments.config.validation import validate
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -21,7 +21,7 @@ def options(group: str):
 def test_public_options_exist():
     assert options("data") == ["digits", "fashion_mnist", "mnist"]
     assert options("model") == ["bn_cnn", "lenet5", "seed_cnn", "seed_tiny"]
-    assert options("optimizer") == ["adam", "adamw", "rmsprop", "sgd"]
+    assert {"adam", "adamw", "rmsprop", "sgd"} <= set(options("optimizer"))
     assert {"holdout"} <= set(options("cv"))
     assert {"seed_notebook", "seed_tiny"} <= set(options("experiment"))
 
@@ -138,3 +138,85 @@ def test_out_of_range_values_are_clear_errors(overrides, named):
     cfg = compose_cfg(*overrides)
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
         validate(cfg)
+
+
+# ---------------------------------------------------------------- the registries
+def test_each_registry_matches_its_config_group():
+    """One entry per option: a YAML file per registry option, a schema in Hydra's store."""
+    from hydra.core.config_store import ConfigStore
+
+    from mnist_experiments.config.options import REGISTRIES, allowed_targets
+    from mnist_experiments.config.safety import ALLOWED_TARGETS
+
+    for registry in REGISTRIES:
+        assert options(registry.group) == sorted(registry.names), registry.group
+        stored = ConfigStore.instance().list(f"schema/{registry.group}")
+        assert sorted(s[:-5] for s in stored) == sorted(registry.names)
+    assert set(ALLOWED_TARGETS) == set(allowed_targets())
+    assert "keras.optimizers.Nadam" in ALLOWED_TARGETS and len(ALLOWED_TARGETS) == 9
+
+
+def _user_option(tmp_path, body: str) -> Path:
+    (tmp_path / "optimizer").mkdir()
+    (tmp_path / "optimizer" / "mine.yaml").write_text(body)
+    return tmp_path
+
+
+def _compose_with(conf_dir: Path, *overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    from mnist_experiments.config.compose import CONFIG_MODULE
+
+    with initialize_config_dir(str(conf_dir), version_base="1.3"):
+        # the user's dir is searched besides the packaged conf (as --config-dir does)
+        return compose(config_name="config", overrides=[
+            f"hydra.searchpath=[pkg://{CONFIG_MODULE}]", *overrides])
+
+
+def test_a_users_own_option_is_checked_like_a_packaged_one(tmp_path):
+    """A user's optimizer YAML without our schema default: typed by its _target_ anyway,
+    and refused with the same message by mnist-exp's validation and by reproduce."""
+    from omegaconf import OmegaConf
+
+    from mnist_experiments.config.untrusted import build_config
+
+    (tmp_path / "config.yaml").write_text("defaults:\n  - config_schema\n  - base@_here_\n")
+    # the packaged config.yaml as the base, found through the search path
+    (tmp_path / "base.yaml").write_text((CONF / "config.yaml").read_text().split("hydra:")[0])
+    good = _user_option(tmp_path, "_target_: keras.optimizers.Nadam\nlearning_rate: 0.002\n")
+    cfg = validate(_compose_with(good, "data=digits", "optimizer=mine"))
+    assert cfg.optimizer.beta_2 == 0.999  # typed: the schema's defaults filled in
+    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    rebuilt = build_config(container, [], "config.yaml")
+    assert OmegaConf.to_container(rebuilt.optimizer) == container["optimizer"]
+
+    (good / "optimizer" / "mine.yaml").write_text(
+        "_target_: keras.optimizers.Nadam\nlearning_rate: 0.002\nbeta_3: 1\n")
+    with pytest.raises(ConfigError) as composed:
+        validate(_compose_with(good, "data=digits", "optimizer=mine"))
+    container["optimizer"]["beta_3"] = 1
+    with pytest.raises(ConfigError) as untrusted:
+        build_config(container, [], "config.yaml")
+    for exc in (composed, untrusted):
+        assert "optimizer.beta_3" in str(exc.value)
+        assert "The optimizer 'nadam' takes learning_rate, beta_1, beta_2, epsilon" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "overrides, named",
+    [
+        (["optimizer=adam", "optimizer.beta_1=5"], "optimizer.beta_1=5.0 is invalid: it must lie in [0, 1)"),
+        (["optimizer.rho=-3"], "optimizer.rho=-3.0 is invalid"),
+        (["optimizer.epsilon=-1"], "optimizer.epsilon=-1.0 is invalid: it must be a positive number"),
+        (["seed=-1"], "seed=-1 is invalid: it must lie in [0, 4294967295]"),
+        (["data.limit=10"], "data.limit=10 is invalid: it must be at least 20"),
+        (["cv=kfold", "cv.folds=1"], "cv.folds=1 is invalid: it must be at least 2"),
+        (["viz.dpi=5000"], "viz.dpi=5000 is invalid"),
+        (["model.dense_layers.0.activation=relux"], "model.dense_layers.0.activation='relux'"),
+    ],
+)
+def test_range_rules_come_from_the_schema(overrides, named):
+    with pytest.raises(ConfigError) as exc:
+        validate(compose_cfg(*overrides))
+    assert named in str(exc.value)
+    assert "Try " in str(exc.value) or "one of" in str(exc.value)

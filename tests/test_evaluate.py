@@ -168,7 +168,8 @@ def test_unknown_model_is_a_clear_error(evaluations):
 
 def test_overrides_compose_like_mnist_exp():
     """Without data=GROUP the run's data config is kept; with it, mnist-exp's meaning."""
-    from mnist_experiments.workflows.evaluate import compose_config, eval_overrides, hydra_value
+    from mnist_experiments.config.compose import compose_config, hydra_value
+    from mnist_experiments.workflows.evaluate import eval_overrides
 
     run_config = {"seed": 7, "data": {"name": "digits", "path": None, "validation": "holdout",
                                       "val_fraction": 0.2, "limit": 120,
@@ -195,7 +196,8 @@ def test_overrides_compose_like_mnist_exp():
 
 def test_bad_overrides_are_refused_before_loading_anything():
     from mnist_experiments.errors import UserError
-    from mnist_experiments.workflows.evaluate import check_overrides, compose_config
+    from mnist_experiments.config.compose import compose_config
+    from mnist_experiments.workflows.evaluate import check_overrides
 
     with pytest.raises(UserError, match="model=lenet5"):
         check_overrides(["data.limit=5", "model=lenet5"])

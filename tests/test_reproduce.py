@@ -35,7 +35,7 @@ RESULT_METRICS = ["objective", "test_loss", "test_accuracy", "test_precision",
 
 def write_npz(path: Path) -> None:
     """Keras layout (x_train, y_train, x_test, y_test; uint8 images), from the digits."""
-    from mnist_experiments.data.loaders import load_digits_28
+    from mnist_experiments.data import load_digits_28
 
     raw = load_digits_28()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -374,7 +374,7 @@ def test_invalid_configs_are_refused_by_the_schema(change, needle, clean_config)
     import copy
 
     from mnist_experiments.errors import ConfigError
-    from mnist_experiments.workflows.reproduce import build_config
+    from mnist_experiments.config.untrusted import build_config
 
     cfg = copy.deepcopy(clean_config)
     change(cfg)
@@ -386,7 +386,7 @@ def test_invalid_configs_are_refused_by_the_schema(change, needle, clean_config)
 
 def test_the_clean_config_passes_and_keeps_its_types(clean_config):
     from mnist_experiments.config import schema
-    from mnist_experiments.workflows.reproduce import build_config
+    from mnist_experiments.config.untrusted import build_config
 
     cfg = build_config(clean_config, ["seed=7", "optimizer.learning_rate=0.01"], "x")
     assert cfg.seed == 7 and cfg.optimizer.learning_rate == 0.01
@@ -398,7 +398,7 @@ def test_the_clean_config_passes_and_keeps_its_types(clean_config):
 
 def test_yaml_aliases_are_refused():
     from mnist_experiments.errors import ConfigError
-    from mnist_experiments.workflows.reproduce import parse_config
+    from mnist_experiments.config.untrusted import parse_config
 
     bomb = "a: &a [x, x, x]\nb: &b [*a, *a, *a]\nc: [*b, *b, *b]\n"
     with pytest.raises(ConfigError, match="alias"):

@@ -1,8 +1,8 @@
 """Safe instantiation: a config from someone else must not be able to run code.
 
 Hydra's ``instantiate`` imports and calls whatever ``_target_`` names. Every
-``_target_`` in a config this framework runs must therefore be on an allow-list (the
-Keras optimizers and our own builders). :func:`check_targets` walks the whole config
+``_target_`` in a config this framework runs must therefore be on an allow-list: the
+targets of the option registries (:mod:`mnist_experiments.config.options`). :func:`check_targets` walks the whole config
 *before* anything is built and refuses any other target; nothing it names is imported.
 """
 
@@ -12,22 +12,12 @@ from typing import Any, Iterator, Tuple
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from mnist_experiments.config.options import REGISTRIES, allowed_targets
 from mnist_experiments.errors import ConfigError
 
-ALLOWED_TARGETS = frozenset(
-    {
-        "keras.optimizers.RMSprop",
-        "keras.optimizers.Adam",
-        "keras.optimizers.AdamW",
-        "keras.optimizers.SGD",
-        "keras.optimizers.Nadam",
-        "keras.optimizers.Adamax",
-        "keras.optimizers.Adagrad",
-        "keras.optimizers.Adadelta",
-        "keras.optimizers.Lion",
-        "mnist_experiments.models.builder.build_model",
-    }
-)
+# Derived from the option registries: a new option there is allowed here.
+ALLOWED_TARGETS = frozenset(allowed_targets())
+
 
 def _walk(node: Any, path: str) -> Iterator[Tuple[str, str, Any]]:
     """Yield (parent path, key, value) for every mapping entry in a plain container."""
@@ -61,7 +51,7 @@ def check_targets(cfg: Any) -> None:
                 f"Refusing {where}={value!r}: only these targets may be instantiated from a "
                 f"config: {allowed}. A config that names anything else could run arbitrary "
                 "code, so nothing was imported, built or logged. Remove that key or choose "
-                "an optimizer with optimizer=rmsprop|adam|adamw|sgd."
+                f"an option with {_choices()}."
             )
 
 
@@ -71,3 +61,7 @@ def safe_instantiate(node: Any, **kwargs: Any) -> Any:
 
     check_targets(node)
     return instantiate(node, **kwargs)
+
+
+def _choices() -> str:
+    return " or ".join(f"{r.group}={r.choices()}" for r in REGISTRIES if r.targets)

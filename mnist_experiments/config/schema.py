@@ -2,25 +2,31 @@
 
 The YAML files under ``conf/`` are validated against these dataclasses: an unknown key
 or a value of the wrong type is an error at composition time, not a silent default.
-Ranges and cross-field rules (epochs >= 1, an architecture that keeps the image at
-least 1x1, ...) are checked by :func:`validate` before anything is built or logged.
+Range rules sit on the fields (``bounded(5, ge=1)``, see :mod:`.rules`); they and the
+cross-field rules (an architecture that keeps the image at least 1x1, ...) are checked
+by :func:`mnist_experiments.config.validation.validate` before anything is built or
+logged. The options of the ``optimizer`` and ``cv`` groups are typed by their
+registries (:mod:`.optimizer`, :mod:`.cv`).
 
 This module imports neither TensorFlow nor MLflow, so ``mnist-exp --help`` stays fast.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING
 
-from mnist_experiments.errors import ConfigError
+from mnist_experiments.config.options import REGISTRIES
+from mnist_experiments.config.rules import bounded
 
 IMAGE_SIZE = 28
+# data.limit: at least two images per class, so that every split can be stratified
+MIN_LIMIT = 20
+MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seed range
 
 # Keras activation names accepted in model configs (checked without importing Keras).
 ACTIVATIONS = frozenset({
@@ -43,8 +49,10 @@ class DataConfig:
     name: str = MISSING  # mnist | fashion_mnist | digits (selects the built-in loader)
     path: Optional[str] = None  # a Keras-layout .npz or a directory of MNIST IDX files
     validation: Validation = Validation.holdout
-    val_fraction: float = 0.1
-    limit: Optional[int] = None  # cap on the number of training and test images
+    val_fraction: float = bounded(0.1, gt=0.0, lt=1.0)
+    # cap on the number of training and test images
+    limit: Optional[int] = bounded(None, ge=MIN_LIMIT, example=500,
+                                   note="two images per class, or null for all images")
     class_names: List[str] = field(default_factory=lambda: [str(i) for i in range(10)])
 
 
@@ -68,24 +76,24 @@ class Head(str, Enum):
 class ConvBlock:
     """Conv2D -> [BatchNorm] -> activation -> [pooling] -> [dropout]."""
 
-    filters: int = MISSING
-    kernel_size: int = 3
+    filters: int = bounded(MISSING, ge=1, example=32)
+    kernel_size: int = bounded(3, ge=1)
     padding: Padding = Padding.valid
-    activation: str = "relu"
+    activation: str = bounded("relu", choices=ACTIVATIONS)
     batch_norm: bool = False
-    pool_size: Optional[int] = 2  # null: no pooling after this block
+    pool_size: Optional[int] = bounded(2, ge=1, note="or null for no pooling")
     pool_type: Pooling = Pooling.max
-    dropout: float = 0.0
+    dropout: float = bounded(0.0, ge=0.0, lt=1.0, example=0.25)
 
 
 @dataclass
 class DenseLayer:
     """Dense -> [BatchNorm] -> activation -> [dropout]."""
 
-    units: int = MISSING
-    activation: str = "relu"
+    units: int = bounded(MISSING, ge=1, example=64)
+    activation: str = bounded("relu", choices=ACTIVATIONS)
     batch_norm: bool = False
-    dropout: float = 0.0
+    dropout: float = bounded(0.0, ge=0.0, lt=1.0, example=0.5)
 
 
 @dataclass
@@ -96,71 +104,19 @@ class ModelConfig:
     dense_layers: List[DenseLayer] = field(default_factory=list)
 
 
-# ---------------------------------------------------------------------- optimizer
-@dataclass
-class OptimizerConfig:
-    _target_: str = MISSING
-    learning_rate: float = 0.001
-
-
-@dataclass
-class RMSpropConfig(OptimizerConfig):
-    _target_: str = "keras.optimizers.RMSprop"
-    rho: float = 0.9
-    momentum: float = 0.0
-    epsilon: float = 1e-7
-
-
-@dataclass
-class AdamConfig(OptimizerConfig):
-    _target_: str = "keras.optimizers.Adam"
-    beta_1: float = 0.9
-    beta_2: float = 0.999
-    epsilon: float = 1e-7
-    amsgrad: bool = False
-
-
-@dataclass
-class AdamWConfig(AdamConfig):
-    _target_: str = "keras.optimizers.AdamW"
-    weight_decay: float = 0.004
-
-
-@dataclass
-class SGDConfig(OptimizerConfig):
-    _target_: str = "keras.optimizers.SGD"
-    learning_rate: float = 0.01
-    momentum: float = 0.0
-    nesterov: bool = False
-
-
-# ----------------------------------------------------------------------------- cv
-@dataclass
-class HoldoutConfig:
-    name: str = "holdout"
-
-
-@dataclass
-class KFoldConfig:
-    name: str = "kfold"
-    folds: int = 5
-    shuffle: bool = True
-    stratified: bool = True
-    refit: bool = True
-
-
 # ------------------------------------------------------------------ train, mlflow
 @dataclass
 class TrainConfig:
-    epochs: int = 5
-    batch_size: int = 32
+    epochs: int = bounded(5, ge=1)
+    batch_size: int = bounded(32, ge=1, example=64)
     # Bit-identical re-runs on the same machine and software (TensorFlow op determinism).
     deterministic: bool = True
     jit_compile: bool = False  # XLA; measured slower for these small CNNs on CPU
     # Training steps per tf.function call: ~9% faster per epoch than 1 for seed_cnn on
     # CPU (less Python between steps), with bit-identical results.
-    steps_per_execution: int = 8
-    shuffle_buffer: Optional[int] = None  # null: a full shuffle of the training set
+    steps_per_execution: int = bounded(8, ge=1, example=1)
+    # null: a full shuffle of the training set
+    shuffle_buffer: Optional[int] = bounded(None, ge=1, note="or null for a full shuffle")
 
 
 @dataclass
@@ -185,20 +141,22 @@ class VizConfig:
     misclassified: bool = True
     activations: bool = True
     architecture: bool = True
-    sample_index: Optional[int] = None  # test image for activation maps; null: chosen by the seed
-    max_channels: int = 16  # feature maps shown per Conv2D layer
-    grid_size: int = 5  # the predictions grid is grid_size x grid_size
-    activations_every_n_epochs: int = 0  # 0: only after training
-    dpi: int = 100
+    # test image for activation maps; null: chosen by the seed
+    sample_index: Optional[int] = bounded(None, ge=0, example=0)
+    max_channels: int = bounded(16, ge=1)  # feature maps shown per Conv2D layer
+    grid_size: int = bounded(5, ge=1)  # the predictions grid is grid_size x grid_size
+    # 0: only after training
+    activations_every_n_epochs: int = bounded(0, ge=0, example=1, note="0 is off")
+    dpi: int = bounded(100, ge=10, le=600)
 
 
 @dataclass
 class Config:
-    seed: int = 42
+    seed: int = bounded(42, ge=0, le=MAX_SEED)
     data: DataConfig = MISSING
     model: ModelConfig = MISSING
-    optimizer: Any = MISSING  # validated by the option's own schema (see conf/optimizer)
-    cv: Any = MISSING  # validated by the option's own schema (see conf/cv)
+    optimizer: Any = MISSING  # typed by the schema its _target_ selects (config/optimizer.py)
+    cv: Any = MISSING  # typed by the schema its name selects (config/cv.py)
     train: TrainConfig = field(default_factory=TrainConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     viz: VizConfig = field(default_factory=VizConfig)
@@ -210,141 +168,5 @@ def register_configs() -> None:
     cs.store(name="config_schema", node=Config)
     cs.store(group="schema/data", name="data", node=DataConfig)
     cs.store(group="schema/model", name="model", node=ModelConfig)
-    for name, node in {
-        "rmsprop": RMSpropConfig,
-        "adam": AdamConfig,
-        "adamw": AdamWConfig,
-        "sgd": SGDConfig,
-    }.items():
-        cs.store(group="schema/optimizer", name=name, node=node)
-    cs.store(group="schema/cv", name="holdout", node=HoldoutConfig)
-    cs.store(group="schema/cv", name="kfold", node=KFoldConfig)
-
-
-# ------------------------------------------------------------------- validation
-def conv_output_size(size: int, block: Any) -> int:
-    """Spatial size after one conv block (padding, then pooling)."""
-    padding = getattr(block.padding, "value", block.padding)
-    if padding == "valid":
-        size = size - block.kernel_size + 1
-    if block.pool_size:
-        size = size // block.pool_size
-    return size
-
-
-def _range_problems(cfg: DictConfig) -> List[str]:
-    problems: List[str] = []
-
-    def need(ok: bool, key: str, value: Any, rule: str, fix: str) -> None:
-        if not ok:
-            problems.append(f"{key}={value!r} is invalid: {rule}. {fix}")
-
-    t = cfg.train
-    need(t.epochs >= 1, "train.epochs", t.epochs, "it must be at least 1", "Try train.epochs=5.")
-    need(t.batch_size >= 1, "train.batch_size", t.batch_size, "it must be at least 1",
-         "Try train.batch_size=64.")
-    need(t.steps_per_execution >= 1, "train.steps_per_execution", t.steps_per_execution,
-         "it must be at least 1", "Try train.steps_per_execution=1.")
-    if t.shuffle_buffer is not None:
-        need(t.shuffle_buffer >= 1, "train.shuffle_buffer", t.shuffle_buffer,
-             "it must be at least 1 (or null for a full shuffle)", "Try train.shuffle_buffer=null.")
-
-    d = cfg.data
-    need(0.0 < d.val_fraction < 1.0, "data.val_fraction", d.val_fraction,
-         "it must lie strictly between 0 and 1", "Try data.val_fraction=0.1.")
-    if d.limit is not None:
-        need(d.limit >= 20, "data.limit", d.limit,
-             "it must be at least 20 (two images per class) or null for all images",
-             "Try data.limit=500.")
-    need(len(d.class_names) == 10, "data.class_names", list(d.class_names),
-         "it must name exactly 10 classes", "Give one name per label 0-9.")
-
-    opt = cfg.optimizer
-    lr = opt.get("learning_rate")
-    if isinstance(lr, (int, float)):
-        need(lr > 0 and math.isfinite(lr), "optimizer.learning_rate", lr,
-             "it must be a positive number", "Try optimizer.learning_rate=0.001.")
-    for key in ("momentum", "weight_decay"):
-        value = opt.get(key)
-        if isinstance(value, (int, float)):
-            need(value >= 0, f"optimizer.{key}", value, "it must not be negative",
-                 f"Try optimizer.{key}=0.0.")
-
-    m = cfg.model
-    size = IMAGE_SIZE
-    for i, block in enumerate(m.conv_blocks):
-        key = f"model.conv_blocks.{i}"
-        need(block.filters >= 1, f"{key}.filters", block.filters, "it must be at least 1",
-             f"Try {key}.filters=32.")
-        need(block.kernel_size >= 1, f"{key}.kernel_size", block.kernel_size,
-             "it must be at least 1", f"Try {key}.kernel_size=3.")
-        need(0.0 <= block.dropout < 1.0, f"{key}.dropout", block.dropout,
-             "it must lie in [0, 1)", f"Try {key}.dropout=0.25.")
-        need(block.activation in ACTIVATIONS, f"{key}.activation", block.activation,
-             "it is not a Keras activation", f"Use one of {', '.join(sorted(ACTIVATIONS))}.")
-        if block.pool_size is not None:
-            need(block.pool_size >= 1, f"{key}.pool_size", block.pool_size,
-                 "it must be at least 1 (or null for no pooling)", f"Try {key}.pool_size=2.")
-        if problems:
-            continue
-        new_size = conv_output_size(size, block)
-        if new_size < 1:
-            problems.append(
-                f"model '{m.name}' shrinks the 28x28 image below 1x1 at {key} "
-                f"(a {size}x{size} input, kernel {block.kernel_size}, padding "
-                f"{getattr(block.padding, 'value', block.padding)}, pool {block.pool_size} "
-                f"gives {new_size}x{new_size}). Use padding=same, a smaller kernel or pool, "
-                "or fewer conv blocks."
-            )
-            break
-        size = new_size
-    for i, layer in enumerate(m.dense_layers):
-        key = f"model.dense_layers.{i}"
-        need(layer.units >= 1, f"{key}.units", layer.units, "it must be at least 1",
-             f"Try {key}.units=64.")
-        need(0.0 <= layer.dropout < 1.0, f"{key}.dropout", layer.dropout,
-             "it must lie in [0, 1)", f"Try {key}.dropout=0.5.")
-        need(layer.activation in ACTIVATIONS, f"{key}.activation", layer.activation,
-             "it is not a Keras activation", f"Use one of {', '.join(sorted(ACTIVATIONS))}.")
-
-    cv = cfg.cv
-    if cv.get("name") == "kfold":
-        need(cv.folds >= 2, "cv.folds", cv.folds, "k-fold needs at least 2 folds",
-             "Try cv.folds=3, or cv=holdout for a single split.")
-
-    v = cfg.viz
-    need(v.max_channels >= 1, "viz.max_channels", v.max_channels, "it must be at least 1",
-         "Try viz.max_channels=16.")
-    need(v.grid_size >= 1, "viz.grid_size", v.grid_size, "it must be at least 1",
-         "Try viz.grid_size=5.")
-    need(v.activations_every_n_epochs >= 0, "viz.activations_every_n_epochs",
-         v.activations_every_n_epochs, "it must be 0 (off) or a positive number of epochs",
-         "Try viz.activations_every_n_epochs=1.")
-    if v.sample_index is not None:
-        need(v.sample_index >= 0, "viz.sample_index", v.sample_index,
-             "it must not be negative", "Try viz.sample_index=0 or null.")
-    return problems
-
-
-def validate(cfg: DictConfig) -> None:
-    """Check ranges and cross-field rules of a composed config.
-
-    Raises
-    ------
-    ConfigError
-        Naming every bad value and how to fix it. Nothing has been built or logged.
-    """
-    from mnist_experiments.config.safety import check_targets  # no heavy imports
-
-    if not isinstance(cfg.optimizer, DictConfig) or "_target_" not in cfg.optimizer:
-        raise ConfigError(
-            f"optimizer={OmegaConf.to_container(cfg.optimizer) if isinstance(cfg.optimizer, DictConfig) else cfg.optimizer!r} "
-            "is not an optimizer config. Choose one with optimizer=rmsprop|adam|adamw|sgd."
-        )
-    if not isinstance(cfg.cv, DictConfig) or "name" not in cfg.cv:
-        raise ConfigError(f"cv={cfg.cv!r} is not a cross-validation config. "
-                          "Choose one with cv=holdout or cv=kfold.")
-    check_targets(cfg)
-    problems = _range_problems(cfg)
-    if problems:
-        raise ConfigError("Invalid config: " + " ".join(problems))
+    for registry in REGISTRIES:
+        registry.store(cs)

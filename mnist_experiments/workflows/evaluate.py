@@ -53,6 +53,8 @@ import os
 import re
 import sys
 from dataclasses import fields
+
+from mnist_experiments.config.compose import compose_config, hydra_value
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 EXIT_OK = 0
@@ -117,23 +119,6 @@ def check_overrides(overrides: Sequence[str]) -> None:
         )
 
 
-def hydra_value(value: Any) -> str:
-    """``value`` written as a Hydra override value (strings quoted and escaped)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(hydra_value(v) for v in value) + "]"
-    text = str(value)
-    # Hydra: a backslash is an escape only before a quote (or the closing quote).
-    text = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, text)
-    text = text.replace("'", "\\'").replace("${", "\\${")
-    return f"'{text}'"
-
-
 def data_groups() -> List[str]:
     """The options of the packaged ``data`` config group (``mnist``, ``digits``, ...)."""
     from importlib import resources
@@ -179,48 +164,6 @@ def eval_overrides(run_config: Optional[Dict[str, Any]],
     return base + list(user), origin, warnings
 
 
-def compose_config(overrides: Sequence[str], user: Optional[Sequence[str]] = None) -> Any:
-    """The config ``mnist-exp`` would compose for ``overrides`` (Hydra's Compose API).
-
-    ``user`` (default: all of ``overrides``) are the overrides the user typed, shown
-    in the error message if composition fails.
-    """
-    from hydra import compose, initialize_config_module
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from mnist_experiments.errors import ConfigError, UserError
-    from mnist_experiments.config.schema import register_configs, validate
-
-    register_configs()
-
-    try:
-        with initialize_config_module("mnist_experiments.conf", version_base="1.3"):
-            cfg = compose(config_name="config", overrides=list(overrides))
-    except UserError:
-        raise
-    except (HydraException, OmegaConfBaseException, ValueError) as exc:
-        message = " ".join(str(exc).split())
-        message = re.sub(r"\s*To append to your config use \+\S+", "", message)
-        message = re.sub(r"\s*Config search path:.*$", "", message)
-        cause = exc.__cause__ or exc.__context__
-        if cause is not None:
-            detail = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
-            if detail and detail not in message:
-                message = f"{message.rstrip('.')}: {detail}"
-        shown = list(overrides if user is None else user)
-        extra = "" if user is None or len(shown) == len(overrides) else (
-            " (applied to the model run's data config)")
-        raise ConfigError(
-            f"The data overrides {' '.join(shown) or '(none)'}{extra} do not compose: "
-            f"{message.rstrip('.')}. "
-            "Allowed: data=mnist|fashion_mnist|digits, data.name, data.path, "
-            "data.validation, data.val_fraction, data.limit, data.class_names, seed."
-        ) from exc
-    validate(cfg)
-    return cfg
-
-
 # ------------------------------------------------------------------- evaluation
 def _short(loaded: Any) -> str:
     uri = loaded.uri
@@ -241,7 +184,7 @@ def evaluate(loaded: Any, cfg: Any, overrides: Sequence[str], origin: str,
     """
     from omegaconf import OmegaConf
 
-    from mnist_experiments.data.loaders import load_dataset
+    from mnist_experiments.data import load_dataset
     from mnist_experiments.errors import UserError
     from mnist_experiments.training.fit import classification_metrics, predict_proba
 

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_experiments.config.schema import validate
+from mnist_experiments.config.validation import validate
 from mnist_experiments.tracking.store import StoreCreation, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Out
                                                        context.launch_dir)
     # a brand-new SQLite store is built by a helper process while TensorFlow imports
     with _store_creation(uri, cfg, context) as creation:
-        from mnist_experiments.data.loaders import load_dataset
+        from mnist_experiments.data import load_dataset
 
         started = time.perf_counter()
         dataset = load_dataset(cfg.data, int(cfg.seed))

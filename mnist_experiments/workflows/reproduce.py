@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from mnist_experiments.config.untrusted import MAX_CONFIG_BYTES, build_config, parse_config, read_text
 from mnist_experiments.errors import ConfigError, DataError, UserError
 from mnist_experiments.tracking.store import resolve_tracking_uri, sqlite_file
 
@@ -55,7 +56,6 @@ EXIT_NOT_REPRODUCED = 1
 EXIT_REFUSED = 2
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-MAX_CONFIG_BYTES = 1_000_000  # a composed config is a few kB
 # Keys of the config that shape the data split (not which files are read).
 SPLIT_KEYS = ("limit", "validation", "val_fraction")
 # Metrics compared between the runs (timings are not results).
@@ -105,22 +105,6 @@ class Original:
     @property
     def data_source(self) -> Optional[str]:
         return self.tags.get("data.source")
-
-
-def read_text(path: Path, what: str) -> str:
-    """A small UTF-8 text file written by someone else (size-capped)."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise ConfigError(
-                f"{what} {path} is {size} bytes; a composed config is a few kilobytes, so it "
-                f"is refused (limit {MAX_CONFIG_BYTES} bytes). Give the run's config.yaml."
-            )
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{what} {path} is not UTF-8 text ({exc}). Give a YAML file.") from exc
-    except OSError as exc:
-        raise UserError(f"Cannot read {what} {path}: {exc.strerror or exc}.") from exc
 
 
 def _safe_yaml(text: str) -> Any:
@@ -224,203 +208,6 @@ def _from_config_file(path: Path) -> Original:
     original.tags.update(_data_tags_from(folder / "data.json"))
     original.metrics.update(_metrics_from(folder / "metrics.json"))
     return original
-
-
-# ------------------------------------------------------------------ safe config
-def _walk(node: Any, path: str = "") -> Iterator[Tuple[str, Any]]:
-    """(dotted path, value) of every leaf and container in plain data."""
-    yield path, node
-    if isinstance(node, dict):
-        for key, value in node.items():
-            yield from _walk(value, f"{path}.{key}" if path else str(key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _walk(value, f"{path}.{i}" if path else str(i))
-
-
-def parse_config(text: str, where: str) -> Dict[str, Any]:
-    """Plain data from a config's YAML text, refusing anything but plain values.
-
-    Raises
-    ------
-    ConfigError
-        For invalid YAML, Python tags, aliases, or a top level that is not a mapping.
-    """
-    import yaml
-    from omegaconf import OmegaConf
-
-    if len(text.encode("utf-8")) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"The config {where} is larger than {MAX_CONFIG_BYTES} bytes; refused.")
-    try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent):
-                raise ConfigError(
-                    f"The config {where} uses a YAML alias (*{event.anchor}); a composed "
-                    "config never does, and aliases can blow up in memory, so it is refused. "
-                    "Write the values out."
-                )
-        # OmegaConf's loader is PyYAML's SafeLoader: Python tags (!!python/...) fail here.
-        node = OmegaConf.create(text)
-    except ConfigError:
-        raise
-    except Exception as exc:  # yaml.YAMLError, or OmegaConf's own parse errors
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(
-            f"The config {where} is not plain YAML ({type(exc).__name__}: {first}). Only "
-            "plain mappings, lists and scalars are accepted (no !!python tags); give the "
-            "config.yaml that a run logged."
-        ) from exc
-    container = OmegaConf.to_container(node, resolve=False)
-    if not isinstance(container, dict):
-        raise ConfigError(
-            f"The config {where} is a {type(container).__name__}, not a mapping of sections "
-            "(seed, data, model, optimizer, cv, train, mlflow, viz)."
-        )
-    return container
-
-
-def check_plain(container: Dict[str, Any], where: str) -> None:
-    """Refuse what could run code or read the environment, before any schema merge.
-
-    A ``hydra:`` or ``defaults:`` section, a ``_target_`` off the allow-list anywhere,
-    and ``${...}`` interpolations (resolvers such as ``oc.env`` would read this
-    machine's environment into the logged params) are refused.
-    """
-    from mnist_experiments.config.safety import check_targets
-
-    for key in ("hydra", "defaults"):
-        if key in container:
-            raise ConfigError(
-                f"Refusing the config {where}: it has a top-level '{key}:' section. A "
-                "reproduction runs the composed config without Hydra, so it must not "
-                "configure Hydra (callbacks, launchers, sweepers, output dirs or a defaults "
-                f"list could run code or change what is composed). Remove the '{key}' "
-                "section; a run's config.yaml and .hydra/config.yaml never have one."
-            )
-    for path, value in _walk(container):
-        if not isinstance(value, dict):
-            continue
-        for key in value:
-            if not isinstance(key, str):
-                raise ConfigError(
-                    f"Refusing the config {where}: key {key!r} under '{path or '<top>'}' is "
-                    "not a string."
-                )
-    try:
-        check_targets(container)
-    except ConfigError as exc:
-        raise ConfigError(f"In the config {where}: {exc}") from None
-    for path, value in _walk(container):
-        if isinstance(value, str) and "${" in value:
-            raise ConfigError(
-                f"Refusing the config {where}: {path}={value!r} is an interpolation. A "
-                "composed config is fully resolved, and resolvers such as ${{oc.env:...}} "
-                "would read this machine's environment into the logged run. Replace it by "
-                "its value."
-            )
-
-
-def _omegaconf_problem(exc: Exception, prefix: str = "") -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else type(exc).__name__
-    key = getattr(exc, "full_key", None)
-    if key:
-        return f"{prefix}{key}: {first}"
-    return f"{prefix.rstrip('.') + ': ' if prefix else ''}{first}"
-
-
-def build_config(container: Dict[str, Any], overrides: Sequence[str], where: str):
-    """The typed, validated config: ``container`` with ``overrides`` applied.
-
-    Every check runs before anything the config names is imported or built: the plain
-    checks of :func:`check_plain` (on the file, then with the overrides), the typed
-    schema (:class:`~mnist_experiments.config.schema.Config`, the optimizer's schema chosen by
-    its ``_target_`` and the cv schema chosen by ``cv.name``), then
-    :func:`~mnist_experiments.config.schema.validate`.
-
-    Raises
-    ------
-    ConfigError
-    """
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    from mnist_experiments.config import schema
-
-    check_plain(container, where)
-    if overrides:
-        merged = OmegaConf.create(copy.deepcopy(container))
-        for item in overrides:
-            key = item.split("=", 1)[0]
-            if "=" not in item or not key or key[0] in "+~" or key.startswith("hydra"):
-                raise ConfigError(
-                    f"--override {item!r} is not KEY=VALUE for a key of the composed config "
-                    "(Hydra's +key, ~key and hydra.* forms are not accepted). Example: "
-                    "--override seed=7 or --override optimizer.learning_rate=0.01."
-                )
-            try:
-                merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([item]))
-            except OmegaConfBaseException as exc:
-                raise ConfigError(
-                    f"--override {item!r} cannot be applied: {_omegaconf_problem(exc)}."
-                ) from None
-        container = OmegaConf.to_container(merged, resolve=False)
-        where = f"{where} with --override {' '.join(overrides)}"
-        check_plain(container, where)
-
-    body = dict(container)
-    optimizer = body.pop("optimizer", None)
-    cv = body.pop("cv", None)
-    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("_target_"), str):
-        raise ConfigError(
-            f"The config {where} has no optimizer section with a _target_ (got "
-            f"{optimizer!r}). A composed config has e.g. optimizer._target_: "
-            "keras.optimizers.RMSprop."
-        )
-    optimizer_schemas = {
-        cls._target_: cls
-        for cls in (schema.RMSpropConfig, schema.AdamConfig, schema.AdamWConfig, schema.SGDConfig)
-    }
-    optimizer_schema = optimizer_schemas.get(optimizer["_target_"])
-    if optimizer_schema is None:
-        raise ConfigError(
-            f"The config {where} uses optimizer._target_={optimizer['_target_']!r}, which has "
-            f"no schema here (known: {', '.join(sorted(optimizer_schemas))}), so it cannot be "
-            "checked and is refused."
-        )
-    cv_schemas = {"holdout": schema.HoldoutConfig, "kfold": schema.KFoldConfig}
-    cv_name = cv.get("name") if isinstance(cv, dict) else None
-    if cv_name not in cv_schemas:
-        raise ConfigError(
-            f"The config {where} has cv={cv!r}; cv.name must be one of "
-            f"{', '.join(cv_schemas)}."
-        )
-
-    def typed(schema_cls: Any, value: Any, prefix: str):
-        try:
-            return OmegaConf.merge(OmegaConf.structured(schema_cls), value)
-        except OmegaConfBaseException as exc:
-            raise ConfigError(
-                f"The config {where} does not match the schema: "
-                f"{_omegaconf_problem(exc, prefix)}. Unknown keys and wrong types are refused; "
-                "give the config.yaml that a run logged (or fix the value)."
-            ) from None
-
-    cfg = typed(schema.Config, body, "")
-    cfg.optimizer = typed(optimizer_schema, optimizer, "optimizer.")
-    cfg.cv = typed(cv_schemas[cv_name], cv, "cv.")
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise ConfigError(
-            f"The config {where} is incomplete: {', '.join(missing)} "
-            f"{'is' if len(missing) == 1 else 'are'} missing. Give the full composed config "
-            "(a run's config.yaml or .hydra/config.yaml)."
-        )
-    try:
-        schema.validate(cfg)  # ranges, cross-field rules and (again) the _target_ allow-list
-    except ConfigError as exc:
-        raise ConfigError(f"In the config {where}: {exc}") from None
-    return cfg
 
 
 # -------------------------------------------------------------- tracking store
@@ -553,7 +340,7 @@ def check_data(original_cfg: Any, cfg: Any, original: Original, allow_change: bo
         warn("the original's data fingerprint is unknown (no data.fingerprint tag or "
              "data.json), so the data cannot be checked.")
         return
-    from mnist_experiments.data import loaders as data
+    from mnist_experiments import data
 
     try:
         raw = data.load_raw(cfg.data)

@@ -1,0 +1,123 @@
+"""Checking a composed config before anything is built, loaded or logged.
+
+:func:`validate` is the one gate every command passes (``mnist-exp``, reproduce,
+evaluate, grade): it types the ``optimizer`` and ``cv`` options by their registries,
+refuses ``_target_`` values off the allow-list, checks every range rule declared on the
+schema's fields (:mod:`.rules`) and the cross-field rules, and reports every problem
+at once, each naming the key, the bad value and a fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, List, Optional
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from mnist_experiments.config.cv import CROSS_VALIDATION
+from mnist_experiments.config.optimizer import OPTIMIZERS
+from mnist_experiments.config.rules import field_bounds, problem
+from mnist_experiments.config.safety import check_targets
+from mnist_experiments.config.schema import IMAGE_SIZE, Config
+from mnist_experiments.errors import ConfigError
+
+
+def conv_output_size(size: int, block: Any) -> int:
+    """Spatial size after one conv block (padding, then pooling)."""
+    padding = getattr(block.padding, "value", block.padding)
+    if padding == "valid":
+        size = size - block.kernel_size + 1
+    if block.pool_size:
+        size = size // block.pool_size
+    return size
+
+
+def field_problems(schema: type, node: Any, prefix: str = "") -> List[str]:
+    """Every range rule of ``schema``'s fields (and nested sections) that ``node`` breaks."""
+    problems: List[str] = []
+    if not isinstance(node, DictConfig):
+        return problems
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        if f.name not in node:
+            continue
+        value = node._get_node(f.name)._value() if OmegaConf.is_missing(node, f.name) else node[f.name]
+        key = f"{prefix}{f.name}"
+        bounds = field_bounds(f)
+        if bounds is not None and not OmegaConf.is_missing(node, f.name):
+            message = problem(key, getattr(value, "value", value), bounds, f.default)
+            if message:
+                problems.append(message)
+        nested = _dataclass_of(hints.get(f.name))
+        if nested is not None and isinstance(value, DictConfig):
+            problems += field_problems(nested, value, f"{key}.")
+        item = _list_item_dataclass(hints.get(f.name))
+        if item is not None and isinstance(value, ListConfig):
+            for i, element in enumerate(value):
+                problems += field_problems(item, element, f"{key}.{i}.")
+    return problems
+
+
+def _dataclass_of(hint: Any) -> Optional[type]:
+    return hint if dataclasses.is_dataclass(hint) else None
+
+
+def _list_item_dataclass(hint: Any) -> Optional[type]:
+    if typing.get_origin(hint) in (list, List):
+        (item,) = typing.get_args(hint) or (None,)
+        return item if dataclasses.is_dataclass(item) else None
+    return None
+
+
+def _cross_field_problems(cfg: DictConfig) -> List[str]:
+    problems: List[str] = []
+    names = list(cfg.data.class_names)
+    if len(names) != 10:
+        problems.append(f"data.class_names={names!r} is invalid: it must name exactly 10 "
+                        "classes. Give one name per label 0-9.")
+    m = cfg.model
+    size = IMAGE_SIZE
+    for i, block in enumerate(m.conv_blocks):
+        new_size = conv_output_size(size, block)
+        if new_size < 1:
+            problems.append(
+                f"model '{m.name}' shrinks the 28x28 image below 1x1 at model.conv_blocks.{i} "
+                f"(a {size}x{size} input, kernel {block.kernel_size}, padding "
+                f"{getattr(block.padding, 'value', block.padding)}, pool {block.pool_size} "
+                f"gives {new_size}x{new_size}). Use padding=same, a smaller kernel or pool, "
+                "or fewer conv blocks."
+            )
+            break
+        size = new_size
+    return problems
+
+
+def validate(cfg: DictConfig) -> DictConfig:
+    """Check ranges and cross-field rules of a composed config; type its options.
+
+    ``cfg.optimizer`` and ``cfg.cv`` are replaced by their typed versions (the schema
+    their ``_target_`` / ``name`` selects), so an option from a user's own config dir
+    is checked exactly like a packaged one.
+
+    Returns
+    -------
+    DictConfig
+        ``cfg`` itself.
+
+    Raises
+    ------
+    ConfigError
+        Naming every bad value and how to fix it. Nothing has been built or logged.
+    """
+    check_targets(cfg)
+    cfg.optimizer = OPTIMIZERS.typed(cfg.optimizer)
+    cfg.cv = CROSS_VALIDATION.typed(cfg.cv)
+    problems = field_problems(Config, cfg)
+    problems += field_problems(OPTIMIZERS.find(cfg.optimizer).schema, cfg.optimizer, "optimizer.")
+    problems += field_problems(CROSS_VALIDATION.find(cfg.cv).schema, cfg.cv, "cv.")
+    if not problems:  # the shapes are only meaningful once the sizes are
+        problems += _cross_field_problems(cfg)
+    if problems:
+        raise ConfigError("Invalid config: " + " ".join(problems))
+    return cfg
