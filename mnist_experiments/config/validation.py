@@ -40,12 +40,12 @@ def field_problems(schema: type, node: Any, prefix: str = "") -> List[str]:
         return problems
     hints = typing.get_type_hints(schema)
     for f in dataclasses.fields(schema):
-        if f.name not in node:
-            continue
-        value = node._get_node(f.name)._value() if OmegaConf.is_missing(node, f.name) else node[f.name]
+        if f.name not in node or OmegaConf.is_missing(node, f.name):
+            continue  # a missing value is reported as missing, not as out of range
+        value = node[f.name]
         key = f"{prefix}{f.name}"
         bounds = field_bounds(f)
-        if bounds is not None and not OmegaConf.is_missing(node, f.name):
+        if bounds is not None:
             message = problem(key, getattr(value, "value", value), bounds, f.default)
             if message:
                 problems.append(message)

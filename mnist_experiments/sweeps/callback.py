@@ -27,6 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_experiments.compat import job_return_value
 from mnist_experiments.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ class MlflowSweepCallback(Callback):
             "error": None,
             "objective": None,
         }
-        value = getattr(job_return, "_return_value", None)
+        value = job_return_value(job_return)
         if status == "COMPLETED":
             record["objective"] = value
         else:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
+from mnist_experiments.compat import keras_safe_mode
 from mnist_experiments.errors import UserError
 
 RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -303,13 +304,8 @@ def _load_keras_safely(model_dir: Path, spec: str, uri: str) -> Any:
     """``mlflow.keras.load_model`` on a local copy, with safe mode forced on."""
     import mlflow.keras
 
-    try:  # Keras' scope beats a global enable_unsafe_deserialization()
-        from keras.src.saving.serialization_lib import SafeModeScope
-        scope = SafeModeScope(True)
-    except ImportError:  # pragma: no cover - a Keras without the private module
-        scope = contextlib.nullcontext()
     try:
-        with scope:
+        with keras_safe_mode():  # beats a global enable_unsafe_deserialization()
             return mlflow.keras.load_model(str(model_dir), load_model_kwargs={"safe_mode": True})
     except Exception as exc:
         text = str(exc)
