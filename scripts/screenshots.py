@@ -8,8 +8,8 @@ What it does, all on this machine:
 1. trains a small real run (``mnist-exp data=digits train.epochs=3``) in a temporary
    directory, which logs to ``./mlflow.db`` and ``./mlruns`` there;
 2. starts ``mlflow server`` on 127.0.0.1 (a free port) over that store;
-3. opens the run's pages in a headless Chromium (Debian's ``chromium``, driven through the
-   DevTools protocol: no driver, no browser download) and saves:
+3. opens the run's pages in a headless Chromium (Debian's ``chromium``, driven by
+   Playwright: ``pip install -e '.[test]'``, no browser download) and saves:
 
    - ``mlflow-run-overview.png``: the run's overview (metrics, parameters, logged model);
    - ``mlflow-run-confusion-matrix.png``: the artifacts tab, ``plots/confusion_matrix.png``;
@@ -34,11 +34,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from ui_helpers import (  # noqa: E402
-    Chromium,
     MlflowServer,
     find_chromium,
-    prepare_mlflow_ui,
+    goto,
+    mlflow_page,
     run_page_url,
+    wait_for_image,
+    wait_for_texts,
 )
 
 MAX_BYTES = 400_000
@@ -93,27 +95,23 @@ def save_png(data: bytes, path: Path) -> None:
           f"({img.width}x{img.height}, {buf.tell() // 1024} KB)", flush=True)
 
 
-def _logged_model_ready(text: str) -> bool:
-    i = text.find("Logged models (1)")
-    return i >= 0 and "Ready" in text[i:i + 600]
-
-
-def shoot(server: MlflowServer, browser: Chromium, run: dict, out: Path) -> None:
+def shoot(server: MlflowServer, page, run: dict, out: Path) -> None:
+    """``page``: a Playwright page from ``ui_helpers.mlflow_page``."""
     exp, run_id, name = run["experiment_id"], run["run_id"], run["run_name"]
 
-    browser.goto(run_page_url(server.url, exp, run_id))
+    goto(page, run_page_url(server.url, exp, run_id))
     needles = [name, "val_accuracy", "test_accuracy", "train.epochs", "Finished"]
-    browser.wait_for(lambda t: all(n in t for n in needles) and _logged_model_ready(t),
-                     timeout=90, settle=1.5)
-    save_png(browser.screenshot(), out / "mlflow-run-overview.png")
+    wait_for_texts(page, needles, near=("Logged models (1)", "Ready", 600), timeout=90,
+                   settle=1.5)
+    save_png(page.screenshot(), out / "mlflow-run-overview.png")
 
     for path, filename in (("plots/confusion_matrix.png", "mlflow-run-confusion-matrix.png"),
                            ("activations/conv1.png", "mlflow-run-activations.png")):
-        browser.goto(run_page_url(server.url, exp, run_id, f"artifacts/{path}"))
-        browser.wait_for_texts([name, path], timeout=90)
-        browser.wait_for_image(min_size=100, timeout=60)
-        time.sleep(1.0)  # let the layout settle around the image
-        save_png(browser.screenshot(), out / filename)
+        goto(page, run_page_url(server.url, exp, run_id, f"artifacts/{path}"))
+        wait_for_texts(page, [name, path], timeout=90)
+        wait_for_image(page, min_size=100, timeout=60)
+        page.wait_for_timeout(1000)  # let the layout settle around the image
+        save_png(page.screenshot(), out / filename)
 
 
 def main(argv=None) -> None:
@@ -144,9 +142,8 @@ def main(argv=None) -> None:
             print(f"mlflow server at {server.url} (up in {server.startup_seconds:.1f}s)",
                   flush=True)
             run = find_run(server)
-            with Chromium(exe, width=args.width, height=args.height) as browser:
-                prepare_mlflow_ui(browser)
-                shoot(server, browser, run, args.out)
+            with mlflow_page(exe, width=args.width, height=args.height) as page:
+                shoot(server, page, run, args.out)
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)

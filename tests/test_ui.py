@@ -2,10 +2,10 @@
 
 The REST API is checked for what the UI shows (the run, its params, its per-epoch metric
 history, its artifacts and its logged model); then a real headless Chromium (Debian's
-``chromium``, driven through the DevTools protocol) renders the run's pages.
+``chromium``, driven by Playwright) renders the run's pages.
 
-Without a Chromium the browser tests are skipped, except under ``CI=true`` where they fail:
-CI installs Debian's ``chromium``.
+Without a Chromium or the ``playwright`` package (the ``test`` extra) the browser tests are
+skipped, except under ``CI=true`` where they fail: CI installs Debian's ``chromium``.
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ import pytest
 from conftest import cli_env
 from ui_helpers import (
     PNG_MAGIC,
-    Chromium,
     MlflowServer,
     find_chromium,
+    goto,
+    mlflow_page,
     png_size,
-    prepare_mlflow_ui,
     run_page_url,
+    wait_for_image,
+    wait_for_texts,
 )
 
 WIDTH, HEIGHT = 1400, 900
@@ -50,28 +52,32 @@ def server(trained_run, tmp_path_factory):
         srv.stop()
 
 
+def _skip_or_fail(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason + " -- CI must install it")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def chromium_exe():
     """Session-scoped so that a missing browser is reported before the training run starts."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _skip_or_fail("no `playwright` package: the MLflow UI browser tests need it "
+                      "(pip install -e '.[test]')")
     exe = find_chromium()
     if exe is None:
-        reason = ("no Chromium on PATH: the MLflow UI browser tests need Debian's "
-                  "`chromium` (apt-get install chromium)")
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason + " -- CI must install it")
-        pytest.skip(reason)
+        _skip_or_fail("no Chromium on PATH: the MLflow UI browser tests need Debian's "
+                      "`chromium` (apt-get install chromium)")
     return exe
 
 
 @pytest.fixture(scope="module")
-def browser(chromium_exe):
-    b = Chromium(chromium_exe, width=WIDTH, height=HEIGHT, env=cli_env())
-    b.start()
-    prepare_mlflow_ui(b)
-    try:
-        yield b
-    finally:
-        b.stop()
+def page(chromium_exe):
+    """A Playwright page in Debian's headless Chromium, MLflow's first-visit panels off."""
+    with mlflow_page(chromium_exe, width=WIDTH, height=HEIGHT, env=cli_env()) as p:
+        yield p
 
 
 @pytest.fixture(scope="module")
@@ -229,51 +235,45 @@ def _check_screenshot(data: bytes, path: Path) -> None:
     assert colors is not None and len(colors) > 50, len(colors or [])
 
 
-def _logged_model_ready(text: str) -> bool:
-    """The overview's "Logged models" table lists one model, with the status "Ready"."""
-    i = text.find("Logged models (1)")
-    return i >= 0 and "Ready" in text[i:i + 600]
-
-
-def test_browser_shows_run_overview(browser, server, ids, tmp_path):
+def test_browser_shows_run_overview(page, server, ids, tmp_path):
     url = run_page_url(server.url, ids["experiment_id"], ids["run_id"])
     needles = [ids["run_name"], ids["run_id"], "val_accuracy", "test_accuracy", "train.epochs",
                "model.conv_blocks.0.filters", "Finished", "Artifacts"]
     t0 = time.monotonic()
-    browser.goto(url)
-    text = browser.wait_for(
-        lambda t: all(n in t for n in needles) and _logged_model_ready(t), timeout=60)
+    goto(page, url)
+    # the overview's "Logged models" table lists one model, with the status "Ready"
+    text = wait_for_texts(page, needles, near=("Logged models (1)", "Ready", 600),
+                          timeout=60)
     elapsed = time.monotonic() - t0
     assert "Metrics (" in text and "Parameters (" in text
-    assert "MLflow" in browser.evaluate("document.title")
-    _check_screenshot(browser.screenshot(), tmp_path / "overview.png")
+    assert "MLflow" in page.title()
+    _check_screenshot(page.screenshot(), tmp_path / "overview.png")
     assert elapsed < 60
 
 
-def test_browser_shows_artifacts(browser, server, ids, tmp_path):
+def test_browser_shows_artifacts(page, server, ids, tmp_path):
     # The artifacts tab, with the confusion matrix selected by the URL
     url = run_page_url(server.url, ids["experiment_id"], ids["run_id"],
                        "artifacts/plots/confusion_matrix.png")
-    browser.goto(url)
-    text = browser.wait_for_texts(
-        ["activations", "plots", "metrics", "config.yaml", "plots/confusion_matrix.png",
-         "curves.png"], timeout=60)
+    goto(page, url)
+    text = wait_for_texts(
+        page, ["activations", "plots", "metrics", "config.yaml", "plots/confusion_matrix.png",
+               "curves.png"], timeout=60)
     assert ids["run_name"] in text
     # the PNG, fetched through the server and decoded by the browser: the run's own image
-    img = browser.wait_for_image(min_size=200)
+    img = wait_for_image(page, min_size=200)
     served = server.get_raw("/get-artifact", path="plots/confusion_matrix.png",
                             run_uuid=ids["run_id"])
     assert (img["naturalWidth"], img["naturalHeight"]) == png_size(served)
     assert img["shownWidth"] > 100
-    _check_screenshot(browser.screenshot(), tmp_path / "confusion_matrix.png")
+    _check_screenshot(page.screenshot(), tmp_path / "confusion_matrix.png")
 
     # An activation image, opened the same way
-    browser.goto(run_page_url(server.url, ids["experiment_id"], ids["run_id"],
-                              "artifacts/activations/conv1.png"))
-    text = browser.wait_for_texts(["activations/conv1.png", "conv2.png", "input.png"],
-                                  timeout=60)
-    img = browser.wait_for_image(min_size=100)
+    goto(page, run_page_url(server.url, ids["experiment_id"], ids["run_id"],
+                            "artifacts/activations/conv1.png"))
+    wait_for_texts(page, ["activations/conv1.png", "conv2.png", "input.png"], timeout=60)
+    img = wait_for_image(page, min_size=100)
     served = server.get_raw("/get-artifact", path="activations/conv1.png",
                             run_uuid=ids["run_id"])
     assert (img["naturalWidth"], img["naturalHeight"]) == png_size(served)
-    _check_screenshot(browser.screenshot(), tmp_path / "conv1.png")
+    _check_screenshot(page.screenshot(), tmp_path / "conv1.png")
