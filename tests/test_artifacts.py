@@ -63,7 +63,7 @@ def test_every_artifact_is_logged_and_every_png_decodes(logged):
 
 
 def _test_set(trained_run):
-    from mnist_experiments.data.loaders import load_dataset
+    from mnist_experiments.data import load_dataset
 
     config = trained_run["config"]
     return load_dataset(config.data, int(config.seed))
@@ -176,12 +176,12 @@ def test_no_figure_leaks_across_runs():
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
-    from mnist_experiments.figures import plots
+    from mnist_experiments import figures
 
     gc.collect()
     before = sum(isinstance(o, Figure) for o in gc.get_objects())
     for _ in range(3):
-        fig = plots.confusion_matrix_figure(np.eye(10, dtype=int) * 5, [str(i) for i in range(10)])
+        fig = figures.confusion_matrix_figure(np.eye(10, dtype=int) * 5, [str(i) for i in range(10)])
         del fig
     gc.collect()
     assert sum(isinstance(o, Figure) for o in gc.get_objects()) == before

@@ -38,7 +38,8 @@ EXPECTED_PARAMS = {"seed_cnn": 93_322, "seed_tiny": 3_410, "lenet5": 61_706}
 
 @pytest.mark.parametrize("model", options("model"))
 def test_every_model_builds(model):
-    from mnist_experiments.models.builder import build_model, conv_layer_names
+    from mnist_experiments.models.builder import build_model
+    from mnist_experiments.models.summary import conv_layer_names
 
     cfg = compose_cfg(f"model={model}")
     keras_model = build_model(cfg.model)

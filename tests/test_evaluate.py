@@ -1,7 +1,7 @@
 """``mnist-exp-evaluate`` end to end on the shared trained run's real SQLite store.
 
 The evaluation of the run itself and the one of an unknown run id run as subprocesses
-(``python -m mnist_experiments.workflows.evaluate``, the same code as the console script) in the
+(``python -m mnist_experiments.commands.evaluate``, the same code as the console script) in the
 trained run's launch directory, so they find its default store ``./mlflow.db``; the
 evaluation of the registered model runs in this process (``evaluate.main``) while they
 run, to keep the module fast. They only add runs to the experiment ``evaluations``
@@ -30,7 +30,7 @@ UNKNOWN_RUN = "0123456789abcdef0123456789abcdef"
 
 
 def start(args, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mnist_experiments.workflows.evaluate", *args],
+    return subprocess.Popen([sys.executable, "-m", "mnist_experiments.commands.evaluate", *args],
                             cwd=cwd, env=cli_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -42,7 +42,7 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> dict:
 
 def evaluate_in_process(args, uri: str) -> dict:
     """``evaluate.main(args)`` in this process, leaving no global MLflow state behind."""
-    from mnist_experiments.workflows import evaluate
+    from mnist_experiments.commands import evaluate
     from mnist_experiments.tracking import models as models_io
 
     saved_env = dict(os.environ)
@@ -197,7 +197,7 @@ def test_overrides_compose_like_mnist_exp():
 def test_bad_overrides_are_refused_before_loading_anything():
     from mnist_experiments.errors import UserError
     from mnist_experiments.config.compose import compose_config
-    from mnist_experiments.workflows.evaluate import check_overrides
+    from mnist_experiments.commands.evaluate import check_overrides
 
     with pytest.raises(UserError, match="model=lenet5"):
         check_overrides(["data.limit=5", "model=lenet5"])
@@ -212,6 +212,6 @@ def test_help_is_fast_and_imports_nothing_heavy():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=cli_env(), timeout=60)
     assert result.stdout.strip() == "[]", result.stderr
-    result = subprocess.run([sys.executable, "-m", "mnist_experiments.workflows.evaluate", "--help"],
+    result = subprocess.run([sys.executable, "-m", "mnist_experiments.commands.evaluate", "--help"],
                             capture_output=True, text=True, env=cli_env(), timeout=60)
     assert result.returncode == 0 and "models:/<name>@<alias>" in result.stdout

@@ -5,7 +5,7 @@ model. The end-to-end tests render test images of the digits data set (the data 
 shared ``trained_run`` model was trained on) as PNG files in three ways -- (a) white
 digit on black 28x28, (b) the same inverted (dark on light), (c) dark on a large light
 300x200 canvas, scaled up 5x and off-centre -- and classify them with the CLI
-(``python -m mnist_experiments.workflows.predict``, a subprocess) next to a truncated PNG and a
+(``python -m mnist_experiments.commands.predict``, a subprocess) next to a truncated PNG and a
 text file. Bad models and the table output are checked in process (``predict.main``).
 
 The reference is the model's own prediction on the original 28x28 array. MNIST
@@ -145,7 +145,7 @@ def test_unreadable_files_are_clear_errors(tmp_path):
 
 # ------------------------------------------------------------- end to end
 def _start(args, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mnist_experiments.workflows.predict", *args],
+    return subprocess.Popen([sys.executable, "-m", "mnist_experiments.commands.predict", *args],
                             cwd=cwd, env=cli_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -156,7 +156,7 @@ def predictions(trained_run, tmp_path_factory):
     from omegaconf import OmegaConf
 
     from mnist_experiments.tracking import models as models_io
-    from mnist_experiments.data.loaders import load_dataset
+    from mnist_experiments.data import load_dataset
 
     uri, run_id = trained_run["uri"], trained_run["run"].info.run_id
     config = OmegaConf.create(models_io.run_config(run_id, uri))
@@ -182,7 +182,7 @@ def predictions(trained_run, tmp_path_factory):
     cli = _start([run_id, *order, "--json"], trained_run["dir"])
 
     # in-memory reference, while the CLI runs
-    from mnist_experiments.training.fit import predict_proba
+    from mnist_experiments.training.evaluation import predict_proba
 
     loaded = models_io.load(run_id, tracking_uri=uri)
     reference = predict_proba(loaded.model, x).argmax(axis=1)
@@ -237,7 +237,7 @@ def test_cli_reports_bad_files_and_still_classifies_the_rest(predictions):
 
 def predict_in_process(args) -> dict:
     """``predict.main(args)`` in this process, leaving the environment as it was."""
-    from mnist_experiments.workflows import predict
+    from mnist_experiments.commands import predict
 
     saved_env = dict(os.environ)
     out, err = io.StringIO(), io.StringIO()

@@ -73,11 +73,11 @@ def test_parallel_grid_on_a_fresh_store(tmp_path):
     # the report can be rebuilt afterwards, from the sweep dir or the parent run id
     out = tmp_path / "rebuilt"
     rebuilt = run_cli([str(directory), "--out", str(out)], tmp_path,
-                      module="mnist_experiments.workflows.leaderboard")
+                      module="mnist_experiments.commands.report")
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert read_summary(out) == rows
     by_id = run_cli([parent.info.run_id, "--out", str(tmp_path / "by_id")], tmp_path,
-                    module="mnist_experiments.workflows.leaderboard")
+                    module="mnist_experiments.commands.report")
     assert by_id.returncode == 0, by_id.stderr
     assert read_summary(tmp_path / "by_id") == rows
 

@@ -6,8 +6,9 @@ import keras
 import numpy as np
 
 from conftest import compose_cfg
+from mnist_experiments.training import pipeline, seeding
 from mnist_experiments.training import fit as training
-from mnist_experiments.data.loaders import load_dataset
+from mnist_experiments.data import load_dataset
 
 
 def _batches(ds):
@@ -18,7 +19,7 @@ def test_the_pipeline_gathers_scaled_batches_in_a_seeded_order():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(100, 28, 28), dtype=np.uint8)
     labels = np.arange(100, dtype=np.int64)  # label i belongs to image i
-    ds = training.make_dataset(images, labels, batch_size=32, shuffle=True, seed=7)
+    ds = pipeline.make_dataset(images, labels, batch_size=32, shuffle=True, seed=7)
 
     first, second = _batches(ds), _batches(ds)  # two epochs
     assert [len(y) for _, y in first] == [32, 32, 32, 4]
@@ -28,12 +29,12 @@ def test_the_pipeline_gathers_scaled_batches_in_a_seeded_order():
         assert x.dtype == np.float32 and x.shape[1:] == (28, 28, 1)
         np.testing.assert_allclose(x[..., 0], images[y] / 255.0, rtol=1e-6)
     assert list(np.concatenate([y for _, y in second])) != list(order)  # reshuffled
-    again = training.make_dataset(images, labels, batch_size=32, shuffle=True, seed=7)
+    again = pipeline.make_dataset(images, labels, batch_size=32, shuffle=True, seed=7)
     assert [list(y) for _, y in _batches(again)] == [list(y) for _, y in first]  # seeded
 
     # no autotuning: its model thread made every epoch end on its own schedule
     assert ds.options().autotune.enabled is False
-    unshuffled = training.make_dataset(images, labels, batch_size=32)
+    unshuffled = pipeline.make_dataset(images, labels, batch_size=32)
     assert list(np.concatenate([y for _, y in _batches(unshuffled)])) == list(range(100))
 
 
@@ -44,7 +45,7 @@ def test_steps_per_execution_does_not_change_the_trained_model():
                           f"train.steps_per_execution={steps}")
         data = load_dataset(cfg.data, int(cfg.seed))
         keras.backend.clear_session()
-        training.seed_everything(int(cfg.seed), True)
+        seeding.seed_everything(int(cfg.seed), True)
         result = training.fit(cfg, data.x_train, data.y_train, data.x_val, data.y_val)
         runs[steps] = (result.model.get_weights(), result.history)
     (weights_1, history_1), (weights_8, history_8) = runs[1], runs[8]

@@ -1,4 +1,5 @@
-"""The ``mnist-exp`` command: a Hydra app around :func:`mnist_experiments.workflows.experiment.train`.
+"""The ``mnist-exp`` command: a Hydra app around
+:func:`mnist_experiments.workflows.experiment.run_experiment`.
 
 Importing this module is cheap: TensorFlow and MLflow are imported only when a job
 runs, so ``mnist-exp --help`` and ``mnist-exp --cfg job`` stay fast.
@@ -17,6 +18,8 @@ from omegaconf import DictConfig
 
 from mnist_experiments.compat import share_config_repository_for_help
 from mnist_experiments.config.schema import register_configs
+from mnist_experiments.config.validation import validate
+from mnist_experiments.workflows.context import JobContext
 
 CONFIG_PATH = "pkg://mnist_experiments.conf"
 
@@ -40,9 +43,13 @@ def app(cfg: DictConfig) -> Optional[float]:
         pass
     # TensorFlow's C++ start-up chatter hides the run's own log lines.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from mnist_experiments.workflows.experiment import train
+    context = JobContext.from_hydra()
+    validate(cfg)  # a bad value is refused before anything heavy is imported
+    # a brand-new SQLite store is built by a helper process while TensorFlow imports
+    with context.start_store_creation(cfg) as creation:
+        from mnist_experiments.workflows.experiment import run_experiment  # heavy
 
-    return train(cfg)
+        return run_experiment(cfg, context, creation).objective
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ new YAML file; no Python is needed.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any
 
 import keras
 from keras import layers
@@ -76,30 +76,3 @@ def _normalized(x, layer_class, name: str, activation: str, batch_norm: bool, **
     return layers.Activation(activation, name=f"{name}_{activation}")(x)
 
 
-def conv_layer_names(model: keras.Model) -> List[str]:
-    """Names of the model's Conv2D layers, in order."""
-    return [layer.name for layer in model.layers if isinstance(layer, layers.Conv2D)]
-
-
-def layer_table(model: keras.Model) -> List[Dict[str, Any]]:
-    """One row per layer: name, type, output shape and parameter count."""
-    rows = []
-    for layer in model.layers:
-        shape = getattr(layer, "output", None)
-        shape = tuple(shape.shape) if shape is not None else None
-        rows.append(
-            {
-                "name": layer.name,
-                "type": type(layer).__name__,
-                "output_shape": str(shape),
-                "params": int(layer.count_params()),
-            }
-        )
-    return rows
-
-
-def summary_text(model: keras.Model) -> str:
-    """``model.summary()`` as plain text (no terminal colours)."""
-    lines: List[str] = []
-    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=100)
-    return "\n".join(lines) + "\n"

@@ -10,53 +10,29 @@
   status and error, so failed jobs appear in the leaderboard even when they failed
   before their MLflow run existed.
 - ``on_multirun_end``, or process exit when a failed job aborts Hydra's sweep: writes
-  the leaderboard (see :mod:`mnist_experiments.workflows.leaderboard`), ends the parent run, and makes
-  the sweep command exit non-zero when any job failed.
+  the leaderboard, ends the parent run, and makes the sweep command exit non-zero when
+  any job failed.
+
+The MLflow work itself is :mod:`mnist_experiments.workflows.sweep`, imported by the
+hooks that need it, so that loading this callback (Hydra does for every run) is cheap.
 """
 
 from __future__ import annotations
 
 import atexit
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from mnist_experiments.compat import job_return_value
 from mnist_experiments.errors import UserError
+from mnist_experiments.sweeps.files import write_job_record
 
 log = logging.getLogger(__name__)
-
-SWEEP_FILE = "mlflow_sweep.json"
-JOB_FILE = "job.json"
-
-
-def _abs(path: str, base: str) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() else Path(base) / p
-
-
-def read_sweep_file(sweep_dir: Path) -> Optional[Dict[str, str]]:
-    path = Path(sweep_dir) / SWEEP_FILE
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def job_sweep_info() -> Optional[Dict[str, Any]]:
-    """For a job of a multirun: the sweep's tracking URI, experiment and parent run."""
-    if not HydraConfig.initialized():
-        return None
-    hc = HydraConfig.get()
-    if str(getattr(hc.mode, "name", hc.mode)) != "MULTIRUN":
-        return None
-    info = read_sweep_file(_abs(hc.sweep.dir, hc.runtime.cwd))
-    if info is None:
-        return None
-    return {**info, "job_num": str(hc.job.num), "job_overrides": list(hc.overrides.task)}
 
 
 class MlflowSweepCallback(Callback):
@@ -68,83 +44,25 @@ class MlflowSweepCallback(Callback):
 
     # ----------------------------------------------------------------- multirun
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from mnist_experiments.tracking import runs as tracking
-        from mnist_experiments.tracking.store import resolve_tracking_uri
+        from mnist_experiments.workflows import sweep  # heavy: MLflow
 
-        launch_dir = os.getcwd()
-        sweep_dir = _abs(str(config.hydra.sweep.dir), launch_dir).resolve()
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        uri = resolve_tracking_uri(config.mlflow.tracking_uri, launch_dir)
-        experiment_id = tracking.ensure_experiment(uri, str(config.mlflow.experiment_name))
-
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(uri)
-        overrides = list(config.hydra.overrides.task)
-        sweeper = OmegaConf.to_container(config.hydra.sweeper, resolve=False)
-        launcher = OmegaConf.to_container(config.hydra.launcher, resolve=False)
-        parent = client.create_run(
-            experiment_id,
-            run_name=f"sweep-{sweep_dir.name}",
-            tags={
-                "sweep": "true",
-                "sweep.dir": str(sweep_dir),
-                "sweep.overrides": " ".join(overrides)[:5000],
-                "sweep.sweeper": str(sweeper.get("_target_", "")),
-                "sweep.launcher": str(launcher.get("_target_", "")),
-                **tracking.git_info(Path(__file__).resolve().parent, launch_dir),
-            },
-        )
-        run_id = parent.info.run_id
-        base = OmegaConf.to_container(config, resolve=False)
-        base.pop("hydra", None)
-        client.log_dict(run_id, base, "sweep/config.yaml")
-        client.log_dict(run_id, {"overrides": overrides, "sweeper": sweeper, "launcher": launcher},
-                        "sweep/sweep.yaml")
-        self._sweep = {
-            "register_as": config.mlflow.get("register_as") or "",
-            "register_alias": config.mlflow.get("register_alias") or "",
-            "tracking_uri": uri,
-            "experiment_id": experiment_id,
-            "parent_run_id": run_id,
-            "sweep_dir": str(sweep_dir),
-        }
-        (sweep_dir / SWEEP_FILE).write_text(json.dumps(self._sweep, indent=2))
-        log.info("sweep parent run %s in %s (%s)", run_id, uri, sweep_dir)
+        self._sweep = sweep.start(config)
         atexit.register(self._finish)  # also when a failed job makes Hydra abort the sweep
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        report = self._finish()
-        if report is not None and report.failed:
-            raise UserError(
-                f"{len(report.failed)} of {len(report.rows)} sweep jobs failed "
-                f"(jobs {', '.join(r['job'] for r in report.failed)}). The other jobs' runs "
-                f"are kept; see {Path(self._sweep['sweep_dir']) / 'summary.md'} for each "
-                "job's error."
-            )
+        from mnist_experiments.workflows import sweep
+
+        message = sweep.describe_failures(self._finish(), self._sweep and self._sweep["sweep_dir"])
+        if message:
+            raise UserError(message)
 
     def _finish(self):
         if self._sweep is None or self._finished:
             return None
         self._finished = True
-        from mnist_experiments.workflows.leaderboard import build_report
+        from mnist_experiments.workflows import sweep
 
-        try:
-            report = build_report(Path(self._sweep["sweep_dir"]), self._sweep["tracking_uri"],
-                                  self._sweep["parent_run_id"], log_to_parent=True,
-                                  register_as=self._sweep.get("register_as") or None,
-                                  register_alias=self._sweep.get("register_alias") or None)
-            status = "FAILED" if report.failed or not report.rows else "FINISHED"
-        except Exception:  # never leave the parent RUNNING
-            log.exception("could not build the sweep summary")
-            report, status = None, "FAILED"
-        from mlflow.tracking import MlflowClient
-
-        MlflowClient(self._sweep["tracking_uri"]).set_terminated(self._sweep["parent_run_id"], status)
-        if report is not None:
-            log.info("sweep summary: %s", Path(self._sweep["sweep_dir"]) / "summary.md")
-            print(report.markdown)
-        return report
+        return sweep.finish(self._sweep)
 
     # ---------------------------------------------------------------------- job
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
@@ -164,5 +82,4 @@ class MlflowSweepCallback(Callback):
             record["objective"] = value
         else:
             record["error"] = f"{type(value).__name__}: {value}" if value is not None else status
-        path = Path(hc.runtime.output_dir) / JOB_FILE
-        path.write_text(json.dumps(record, indent=2, default=str))
+        write_job_record(Path(hc.runtime.output_dir), record)

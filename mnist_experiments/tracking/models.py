@@ -1,4 +1,4 @@
-"""Finding, loading and registering the models that ``mnist-exp`` logs to MLflow.
+"""Logging, finding, loading and registering the models that ``mnist-exp`` logs to MLflow.
 
 A model is named by any of:
 
@@ -19,8 +19,8 @@ It also finds the run that logged the model and reads the config that run was tr
 with (its ``config.yaml`` artifact): the class names for predictions and the data
 config that reproduces the run's test set.
 
-Importing this module is cheap: MLflow and Keras are imported when a function needs
-them.
+Models are logged (:func:`log_model`) with MLflow's Keras flavor, a signature and
+pinned requirements, and registered (:func:`register`) under a name and an alias.
 """
 
 from __future__ import annotations
@@ -30,11 +30,21 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional
+
+import mlflow
+import mlflow.keras
+import yaml
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model, infer_signature
+from mlflow.tracking import MlflowClient
 
 from mnist_experiments.compat import keras_safe_mode
 from mnist_experiments.errors import UserError
+from mnist_experiments.tracking.runs import using_tracking_uri
+from mnist_experiments.tracking.store import existing_store_uri
 
 RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 MODEL_ID_RE = re.compile(r"^m-[0-9a-f]{32}$")
@@ -49,7 +59,6 @@ MODEL_FORMS = (
 
 class ModelError(UserError):
     """The model cannot be found or loaded (bad id, wrong store, not a Keras model)."""
-
 
 @dataclass
 class LoadedModel:
@@ -74,7 +83,6 @@ class LoadedModel:
     tracking_uri : str or None
         The tracking store used.
     """
-
     model: Any
     spec: str
     uri: str
@@ -84,56 +92,6 @@ class LoadedModel:
     run_config: Optional[Dict[str, Any]] = None
     tracking_uri: Optional[str] = None
     warnings: List[str] = field(default_factory=list)
-
-
-# ------------------------------------------------------------------ tracking store
-def tracking_uri_for(tracking_uri: Optional[str] = None, cwd: Optional[str] = None,
-                     must_exist: bool = True) -> str:
-    """``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``.
-
-    A relative SQLite path is made absolute against ``cwd`` (default: the working
-    directory). With ``must_exist``, a SQLite file that does not exist is an error
-    rather than a new, empty store created as a side effect.
-    """
-    from mnist_experiments.tracking.store import resolve_tracking_uri, sqlite_file
-
-    uri = resolve_tracking_uri(tracking_uri, cwd or os.getcwd())
-    db = sqlite_file(uri)
-    if must_exist and db is not None:
-        if not db.is_file():
-            raise ModelError(
-                f"There is no MLflow tracking store at {uri} ({db} does not exist), so no "
-                "logged model can be found there. Run this command in the directory where "
-                "you ran mnist-exp (it keeps its runs in ./mlflow.db), or point it at the "
-                "store with --tracking-uri sqlite:////abs/path/mlflow.db (or "
-                "http://host:5000), or set $MLFLOW_TRACKING_URI."
-            )
-    return uri
-
-
-@contextlib.contextmanager
-def using_tracking_uri(uri: str) -> Iterator[None]:
-    """Point MLflow's global tracking and registry URIs at ``uri``; restore them after.
-
-    ``mlflow.register_model`` and ``models:/`` URIs use the global URIs, and
-    ``mlflow.set_tracking_uri`` also exports ``$MLFLOW_TRACKING_URI``: both are put back.
-    """
-    import mlflow
-
-    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    saved_env = {name: os.environ.get(name) for name in names}
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(saved_env["MLFLOW_TRACKING_URI"])  # None: unset
-        mlflow.set_registry_uri(saved_env["MLFLOW_REGISTRY_URI"])
-        for name, value in saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _named(spec: str, uri: str) -> str:
@@ -225,15 +183,13 @@ def load(spec: str, tracking_uri: Optional[str] = None, cwd: Optional[str] = Non
     store: Optional[str]
     if local:
         try:
-            store = tracking_uri_for(tracking_uri, cwd, must_exist=True)
+            store = existing_store_uri(tracking_uri, cwd, must_exist=True)
         except ModelError:
             store = None  # a local model works without a store (default class names)
     else:
-        store = tracking_uri_for(tracking_uri, cwd, must_exist=True)
+        store = existing_store_uri(tracking_uri, cwd, must_exist=True)
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    from mlflow.exceptions import MlflowException
-    from mlflow.models import Model
 
     where = f" in the tracking store {store}" if store else ""
     with contextlib.ExitStack() as stack:
@@ -302,8 +258,6 @@ def load(spec: str, tracking_uri: Optional[str] = None, cwd: Optional[str] = Non
 
 def _load_keras_safely(model_dir: Path, spec: str, uri: str) -> Any:
     """``mlflow.keras.load_model`` on a local copy, with safe mode forced on."""
-    import mlflow.keras
-
     try:
         with keras_safe_mode():  # beats a global enable_unsafe_deserialization()
             return mlflow.keras.load_model(str(model_dir), load_model_kwargs={"safe_mode": True})
@@ -333,10 +287,6 @@ def _output_units(model: Any) -> int:
 
 def run_config(run_id: str, tracking_uri: str) -> Optional[Dict[str, Any]]:
     """The ``config.yaml`` artifact of ``run_id`` (the composed training config), or None."""
-    import yaml
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = MlflowClient(tracking_uri)
     with tempfile.TemporaryDirectory(prefix="mnist-exp-config-") as tmp:
@@ -390,10 +340,7 @@ def register(run_id_or_uri: str, name: str, alias: Optional[str] = None,
             f"{run_id_or_uri!r} is a local directory; register a model logged to the "
             "tracking store (a run id, runs:/<run id>/model or models:/m-<id>) instead."
         )
-    store = tracking_uri_for(tracking_uri, cwd, must_exist=True)
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
+    store = existing_store_uri(tracking_uri, cwd, must_exist=True)
 
     with using_tracking_uri(store):
         try:
@@ -409,3 +356,26 @@ def register(run_id_or_uri: str, name: str, alias: Optional[str] = None,
                 "and the name/alias (an alias may not look like a version, e.g. v1)."
             ) from exc
     return version
+
+
+# ------------------------------------------------------------------ logging models
+def requirements() -> List[str]:
+    """Pinned requirements of the logged model (inferring them costs ~10 s a run)."""
+    pins = []
+    for dist in ("mlflow", "keras", "tensorflow-cpu", "tensorflow", "numpy"):
+        try:
+            pins.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            continue
+    if any(p.startswith("tensorflow-cpu==") for p in pins):
+        pins = [p for p in pins if not p.startswith("tensorflow==")]
+    return pins
+
+
+def log_model(model: Any, x_example: Any, proba_example: Any) -> Optional[str]:
+    """Log ``model`` with MLflow's Keras flavor and a signature from float32 examples;
+    return its ``models:/`` URI."""
+    signature = infer_signature(x_example, proba_example)
+    info = mlflow.keras.log_model(model, name="model", signature=signature,
+                                  pip_requirements=requirements())
+    return getattr(info, "model_uri", None)

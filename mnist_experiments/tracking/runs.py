@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
-import subprocess
-import sys
-from pathlib import Path
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import mlflow
-from mlflow.entities import RunStatus
+from mlflow.entities import Metric, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -91,20 +89,13 @@ class BackgroundMetrics:
     at flush and again at ``end_run`` (its worker polls its queue once a second); this
     writer's :meth:`close` returns as soon as the last batch is written.
     """
-
     def __init__(self, run_id: str):
-        from concurrent.futures import ThreadPoolExecutor
-
         self.run_id = run_id
         self.client = MlflowClient()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-metrics")
         self._futures: List[Any] = []
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
-        import time
-
-        from mlflow.entities import Metric
-
         timestamp = int(time.time() * 1000)
         batch = [Metric(key, float(value), timestamp, int(step)) for key, value in metrics.items()]
         self._futures.append(self._pool.submit(self.client.log_batch, self.run_id, metrics=batch))
@@ -138,104 +129,32 @@ def flatten(node: Any, prefix: str = "") -> Dict[str, Any]:
     return out
 
 
-def _git(args: List[str], cwd: Path) -> Optional[str]:
-    try:
-        result = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return result.stdout.strip() if result.returncode == 0 else None
-
-
-def git_info(*candidates: str | os.PathLike) -> Dict[str, str]:
-    """Commit and dirty flag of the first git checkout among ``candidates``."""
-    for directory in candidates:
-        directory = Path(directory)
-        if not directory.is_dir():
-            continue
-        commit = _git(["rev-parse", "HEAD"], directory)
-        if commit:
-            import hashlib
-
-            dirty = _git(["status", "--porcelain"], directory)
-            diff = _git(["diff", "HEAD"], directory) or ""
-            return {
-                "git_commit": commit,
-                "mlflow.source.git.commit": commit,
-                "git_repo": _git(["rev-parse", "--show-toplevel"], directory) or str(directory),
-                "git_dirty": str(bool(dirty)).lower(),
-                "git_diff_sha256": hashlib.sha256(diff.encode()).hexdigest(),
-            }
-    return {}
-
-
-def versions() -> Dict[str, str]:
-    """Versions of the software that decides the numbers."""
-    import hydra
-    import keras
-    import numpy
-    import PIL
-    import sklearn
-    import tensorflow as tf
-
-    import mnist_experiments
-
-    return {
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "mlflow": mlflow.__version__,
-        "hydra": hydra.__version__,
-        "numpy": numpy.__version__,
-        "sklearn": sklearn.__version__,  # the data splits
-        "pillow": PIL.__version__,  # the digits resize
-        "mnist_experiments": mnist_experiments.__version__,
-    }
-
-
-def platform_info() -> Dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    flags: List[str] = []
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name") and cpu in ("", platform.machine()):
-                    cpu = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    # the vector instruction sets decide which kernels TensorFlow runs
-                    wanted = ("avx", "avx2", "avx512f", "fma", "amx_tile", "sse4_2")
-                    flags = [f for f in line.split(":", 1)[1].split() if f in wanted]
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu": cpu,
-        "cpu_count": str(os.cpu_count()),
-        "cpu_flags": " ".join(sorted(flags)),
-    }
-
-
-# Environment variables that change TensorFlow's numerics or threading.
-NUMERIC_ENV = ("TF_ENABLE_ONEDNN_OPTS", "TF_DETERMINISTIC_OPS", "OMP_NUM_THREADS",
-               "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
-
-
-def provenance_tags(launch_dir: str | os.PathLike) -> Dict[str, str]:
-    """Tags: versions, platform, git commit and the command line."""
-    tags = {f"version.{k}": v for k, v in versions().items()}
-    tags.update({f"platform.{k}": v for k, v in platform_info().items()})
-    tags.update({f"env.{k}": os.environ[k] for k in NUMERIC_ENV if k in os.environ})
-    package_dir = Path(__file__).resolve().parent
-    tags.update(git_info(package_dir, launch_dir))
-    tags["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:5000]
-    return tags
-
-
 def log_params_flat(params: Mapping[str, Any]) -> None:
     """Log parameters, cutting values to MLflow's length limit."""
     clean = {k[:250]: ("null" if v is None else str(v))[:6000] for k, v in params.items()}
     items = list(clean.items())
     for start in range(0, len(items), 100):
         mlflow.log_params(dict(items[start:start + 100]))
+
+
+@contextlib.contextmanager
+def using_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's global tracking and registry URIs at ``uri``; restore them after.
+
+    ``mlflow.register_model`` and ``models:/`` URIs use the global URIs, and
+    ``mlflow.set_tracking_uri`` also exports ``$MLFLOW_TRACKING_URI``: both are put back.
+    """
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved_env = {name: os.environ.get(name) for name in names}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved_env["MLFLOW_TRACKING_URI"])  # None: unset
+        mlflow.set_registry_uri(saved_env["MLFLOW_REGISTRY_URI"])
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

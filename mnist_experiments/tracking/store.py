@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from mnist_experiments.errors import UserError
+
 DEFAULT_DB = "mlflow.db"
 SQLITE = "sqlite:///"
 
@@ -80,7 +82,7 @@ class StoreCreation:
         temporary = db.with_name(f".{db.name}.{os.getpid()}.creating")
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "mnist_experiments.tracking.store", str(temporary), name],
+                [sys.executable, "-m", "mnist_experiments.tracking.create_store", str(temporary), name],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -125,14 +127,23 @@ class StoreCreation:
         self.discard()
 
 
-def _create(path: str, name: str) -> None:
-    """The helper: a complete store with experiment ``name`` at ``path``."""
-    from mnist_experiments.tracking.runs import ensure_experiment  # imports MLflow
+def existing_store_uri(tracking_uri: Optional[str] = None, cwd: Optional[str] = None,
+                       must_exist: bool = True) -> str:
+    """``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``.
 
-    # the experiment's artifact root (mlruns/ beside the DB) is the same for the final
-    # name, which lives in the same directory
-    ensure_experiment(SQLITE + str(path), name)
-
-
-if __name__ == "__main__":  # python -m mnist_experiments.tracking.store TEMPORARY_DB NAME
-    _create(sys.argv[1], sys.argv[2])
+    A relative SQLite path is made absolute against ``cwd`` (default: the working
+    directory). With ``must_exist``, a SQLite file that does not exist is an error
+    rather than a new, empty store created as a side effect.
+    """
+    uri = resolve_tracking_uri(tracking_uri, cwd or os.getcwd())
+    db = sqlite_file(uri)
+    if must_exist and db is not None:
+        if not db.is_file():
+            raise UserError(
+                f"There is no MLflow tracking store at {uri} ({db} does not exist), so no "
+                "logged model can be found there. Run this command in the directory where "
+                "you ran mnist-exp (it keeps its runs in ./mlflow.db), or point it at the "
+                "store with --tracking-uri sqlite:////abs/path/mlflow.db (or "
+                "http://host:5000), or set $MLFLOW_TRACKING_URI."
+            )
+    return uri

@@ -1,4 +1,4 @@
-"""Training and evaluation of one Keras model: seeding, input pipeline, fit, metrics."""
+"""Fitting one Keras model: build and compile it from the config, train it, report each epoch."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ from typing import Any, Callable, Dict, List, Optional
 
 import keras
 import numpy as np
-import tensorflow as tf
-from sklearn.metrics import f1_score, precision_score, recall_score
 
+from mnist_experiments.config.safety import safe_instantiate
 from mnist_experiments.errors import UserError
 from mnist_experiments.models.builder import build_model
-from mnist_experiments.config.safety import safe_instantiate
+from mnist_experiments.training.pipeline import make_dataset
 
 log = logging.getLogger(__name__)
 
@@ -23,65 +22,6 @@ EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite: the run is marked FAILED."""
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    """Seed Python, NumPy and TensorFlow; optionally make TensorFlow ops deterministic."""
-    keras.utils.set_random_seed(int(seed))
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
-
-
-def to_float(images: np.ndarray) -> np.ndarray:
-    """uint8 (n, 28, 28) images -> float32 (n, 28, 28, 1) in [0, 1]."""
-    x = images.astype(np.float32) / np.float32(255.0)
-    return x[..., np.newaxis] if x.ndim == 3 else x
-
-
-# Buffered batches ahead of the model (a background thread fills them).
-PREFETCH_BATCHES = 2
-
-
-def without_autotune(ds: tf.data.Dataset) -> tf.data.Dataset:
-    """``ds`` with tf.data's autotuning off.
-
-    Autotuning runs a model thread whose sleep doubles from 10 ms (10, 20, 40 ms ...),
-    and destroying an iterator waits for that sleep to end. Keras makes a new iterator
-    every epoch, so each epoch ended on the thread's schedule (10.23 s, 20.47 s ...)
-    rather than when its last batch was done: measured here on full Fashion-MNIST,
-    epochs of 20.3-20.5 s with autotuning vs 17.6 s without, and ~3 s more at the end
-    of ``fit``. Nothing here needs tuning: the batches are gathered from memory.
-    """
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return ds.with_options(options)
-
-
-def make_dataset(
-    images: np.ndarray,
-    labels: np.ndarray,
-    batch_size: int,
-    shuffle: bool = False,
-    seed: int = 0,
-    shuffle_buffer: Optional[int] = None,
-) -> tf.data.Dataset:
-    """A batched, prefetched ``tf.data`` pipeline over uint8 images held in memory.
-
-    The images stay uint8 in one tensor (a quarter of the memory of float32 copies);
-    each batch is gathered by index and scaled to [0, 1] on the fly. Only the indices
-    are shuffled (seeded, so every epoch's order is the same from run to run), which
-    is far cheaper than shuffling the images themselves.
-    """
-    x = tf.constant(images[..., np.newaxis] if images.ndim == 3 else images)
-    y = tf.constant(labels)
-    ds = tf.data.Dataset.range(len(labels))
-    if shuffle:
-        ds = ds.shuffle(shuffle_buffer or len(labels), seed=seed, reshuffle_each_iteration=True)
-
-    def gather(index):
-        return tf.cast(tf.gather(x, index), tf.float32) / 255.0, tf.gather(y, index)
-
-    return without_autotune(ds.batch(batch_size).map(gather).prefetch(PREFETCH_BATCHES))
 
 
 class EpochLogger(keras.callbacks.Callback):
@@ -178,25 +118,14 @@ def fit(
     )
 
 
-def predict_proba(model: keras.Model, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Class probabilities (n, 10) for uint8 or float images."""
-    x = to_float(images) if images.dtype == np.uint8 else images
-    ds = without_autotune(tf.data.Dataset.from_tensor_slices(x).batch(batch_size))
-    return np.asarray(model.predict(ds, verbose=0), dtype=np.float64)
+class EveryNEpochs(keras.callbacks.Callback):
+    """Calls ``action(model, epoch)`` after every ``every``-th epoch (1-based epochs)."""
 
+    def __init__(self, every: int, action: Callable[[keras.Model, int], None]):
+        super().__init__()
+        self.every = every
+        self.action = action
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, prefix: str = "test_") -> Dict[str, float]:
-    """Loss, accuracy, precision, recall and F1 (macro and weighted) from probabilities."""
-    y_pred = proba.argmax(axis=1)
-    eps = 1e-7
-    p_true = np.clip(proba[np.arange(len(y_true)), y_true], eps, 1.0 - eps)
-    labels = list(range(proba.shape[1]))
-    kwargs = dict(labels=labels, zero_division=0)
-    return {
-        f"{prefix}loss": float(-np.mean(np.log(p_true))),
-        f"{prefix}accuracy": float(np.mean(y_pred == y_true)),
-        f"{prefix}precision": float(precision_score(y_true, y_pred, average="macro", **kwargs)),
-        f"{prefix}recall": float(recall_score(y_true, y_pred, average="macro", **kwargs)),
-        f"{prefix}f1_macro": float(f1_score(y_true, y_pred, average="macro", **kwargs)),
-        f"{prefix}f1_weighted": float(f1_score(y_true, y_pred, average="weighted", **kwargs)),
-    }
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every == 0:
+            self.action(self.model, epoch + 1)

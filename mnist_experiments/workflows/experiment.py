@@ -1,60 +1,47 @@
-"""The task function: a composed config in, a tracked and evaluated model out.
+"""One experiment, end to end: a composed config in, a tracked and evaluated model out.
 
 ``train(cfg)`` is what ``mnist-exp`` runs for every job (and what tests call with a
 config composed by Hydra's Compose API). It returns the objective that sweepers
-maximise: the final validation accuracy.
+maximise: the final validation accuracy (``cv_val_accuracy_mean`` for k-fold).
+
+A run flows one way, each stage handing its result to the next: the data
+(:mod:`mnist_experiments.data`), then the model and its fit
+(:mod:`mnist_experiments.training.fit`), then its evaluation
+(:mod:`mnist_experiments.training.evaluation`), then what is recorded
+(:mod:`mnist_experiments.tracking.artifacts`), which only draws and logs.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
+import keras
+import mlflow
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_experiments.config.validation import validate
+from mnist_experiments.data import load_dataset
+from mnist_experiments.data.folds import check_folds, training_pool
+from mnist_experiments.tracking import artifacts, provenance
+from mnist_experiments.tracking.models import register
+from mnist_experiments.tracking.runs import (
+    BackgroundMetrics,
+    ensure_experiment,
+    flatten,
+    log_params_flat,
+    tracked_run,
+)
 from mnist_experiments.tracking.store import StoreCreation, resolve_tracking_uri
+from mnist_experiments.training.evaluation import activation_maps, evaluate, sample_index
+from mnist_experiments.training.fit import EveryNEpochs, fit
+from mnist_experiments.training.seeding import seed_everything
+from mnist_experiments.workflows import kfold
+from mnist_experiments.workflows.context import JobContext
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class JobContext:
-    """Where a job was launched from and how (filled from Hydra when it runs the job)."""
-
-    launch_dir: str
-    output_dir: Optional[str] = None
-    overrides: List[str] = field(default_factory=list)
-    tags: Dict[str, str] = field(default_factory=dict)  # extra run tags (e.g. reproduces)
-    parent_run_id: Optional[str] = None  # e.g. the sweep's parent run
-    tracking_uri: Optional[str] = None  # set for sweep jobs: the sweep's store ...
-    experiment_id: Optional[str] = None  # ... and experiment (created once, before the jobs)
-
-    @classmethod
-    def from_hydra(cls) -> "JobContext":
-        from hydra.core.hydra_config import HydraConfig
-
-        if not HydraConfig.initialized():
-            return cls(launch_dir=os.getcwd(), output_dir=None, overrides=[])
-        from mnist_experiments.sweeps.callback import job_sweep_info
-
-        hc = HydraConfig.get()
-        context = cls(
-            launch_dir=hc.runtime.cwd,
-            output_dir=hc.runtime.output_dir,
-            overrides=list(hc.overrides.task),
-        )
-        sweep = job_sweep_info()
-        if sweep is not None:
-            context.parent_run_id = sweep["parent_run_id"]
-            context.tracking_uri = sweep["tracking_uri"]
-            context.experiment_id = sweep["experiment_id"]
-            context.tags.update({"sweep.job_num": sweep["job_num"],
-                                 "sweep.dir": sweep["sweep_dir"]})
-        return context
 
 
 def run_name_for(cfg: DictConfig, overrides: List[str]) -> str:
@@ -81,7 +68,8 @@ def train(cfg: DictConfig, context: Optional[JobContext] = None) -> float:
     return run_experiment(cfg, context).objective
 
 
-def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Outcome:
+def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None,
+                   creation: Optional[StoreCreation] = None) -> Outcome:
     """Train, evaluate and track one experiment described by ``cfg``.
 
     Parameters
@@ -90,12 +78,14 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Out
         A config composed from ``conf/`` (``mnist-exp`` or Hydra's Compose API).
     context : JobContext, optional
         Launch directory, output directory and overrides; read from Hydra if omitted.
+    creation : StoreCreation, optional
+        A store creation already started by the caller
+        (:meth:`~mnist_experiments.workflows.context.JobContext.start_store_creation`).
 
     Returns
     -------
     Outcome
-        The MLflow run id, the objective (the final epoch's validation accuracy) and
-        the run's final metrics.
+        The MLflow run id, the objective and the run's final metrics.
 
     Raises
     ------
@@ -104,13 +94,9 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Out
     """
     context = context or JobContext.from_hydra()
     validate(cfg)
-
     uri = context.tracking_uri or resolve_tracking_uri(cfg.mlflow.tracking_uri,
                                                        context.launch_dir)
-    # a brand-new SQLite store is built by a helper process while TensorFlow imports
-    with _store_creation(uri, cfg, context) as creation:
-        from mnist_experiments.data import load_dataset
-
+    with creation or context.start_store_creation(cfg) as creation:
         started = time.perf_counter()
         dataset = load_dataset(cfg.data, int(cfg.seed))
         log.info(
@@ -118,46 +104,25 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Out
             dataset.source, len(dataset.y_train), len(dataset.y_val), len(dataset.y_test),
             dataset.fingerprint[:12],
         )
-
-        kfold = cfg.cv.name == "kfold"
-        if kfold:
-            from mnist_experiments.workflows import kfold as cv
-
-            x_pool, y_pool = cv.training_pool(dataset, cfg.data.validation)
-            cv.check_folds(y_pool, cfg.cv)  # before any run exists
-
-        import mlflow
-
-        from mnist_experiments.tracking import runs as tracking
-        from mnist_experiments.training import fit as training
-
+        is_kfold = cfg.cv.name == "kfold"
+        if is_kfold:
+            x_pool, y_pool = training_pool(dataset, cfg.data.validation)
+            check_folds(y_pool, cfg.cv)  # before any run exists
         creation.install()
         experiment_id = _open_store(uri, cfg, context)
-    training.seed_everything(int(cfg.seed), bool(cfg.train.deterministic))
+    seed_everything(int(cfg.seed), bool(cfg.train.deterministic))
+    tags = _run_tags(cfg, context, dataset)
 
-    tags = tracking.provenance_tags(context.launch_dir)
-    tags.update(
-        {
-            "data.fingerprint": dataset.fingerprint,
-            "data.source": dataset.source,
-            "model.name": str(cfg.model.name),
-            "overrides": " ".join(context.overrides)[:5000],
-        }
-    )
-    if context.output_dir:
-        tags["hydra.output_dir"] = context.output_dir
-    tags.update(context.tags)
-
-    with tracking.tracked_run(experiment_id, run_name_for(cfg, context.overrides), tags,
-                              parent_run_id=context.parent_run_id) as run:
+    with tracked_run(experiment_id, run_name_for(cfg, context.overrides), tags,
+                     parent_run_id=context.parent_run_id) as run:
         log.info("MLflow run %s in %s", run.info.run_id, uri)
         container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-        tracking.log_params_flat(tracking.flatten(container))
+        log_params_flat(flatten(container))
         mlflow.log_dict(container, "config.yaml")
         mlflow.log_dict({"overrides": context.overrides}, "overrides.yaml")
         mlflow.log_dict({"source": dataset.source, "fingerprint": dataset.fingerprint,
                          "shapes": dataset.shapes()}, "data.json")
-        if kfold:
+        if is_kfold:
             metrics = _kfold(cfg, dataset, x_pool, y_pool, experiment_id, tags)
         else:
             metrics = _holdout(cfg, dataset)
@@ -165,70 +130,70 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None) -> Out
         run_id = run.info.run_id
     register_as = cfg.mlflow.get("register_as")
     if register_as and context.parent_run_id is None and cfg.mlflow.log_model:
-        # a sweep registers its best job's model instead (see sweep.py)
-        from mnist_experiments.tracking.models import register
-
-        version = register(run_id, register_as, cfg.mlflow.get("register_alias"), tracking_uri=uri)
+        # a sweep registers its best job's model instead (see workflows/sweep.py)
+        version = register(run_id, register_as, cfg.mlflow.get("register_alias"),
+                           tracking_uri=uri)
         log.info("registered as models:/%s/%s", version.name, version.version)
     objective = metrics["objective"]
-    log.info("objective (%s) = %.4f", "cv_val_accuracy_mean" if kfold else "final val_accuracy",
-             objective)
+    log.info("objective (%s) = %.4f",
+             "cv_val_accuracy_mean" if is_kfold else "final val_accuracy", objective)
     return Outcome(run_id=run_id, objective=float(objective), metrics=metrics)
 
 
-def _store_creation(uri: str, cfg: DictConfig, context: JobContext) -> StoreCreation:
-    """See :class:`mnist_experiments.tracking.store.StoreCreation` (nothing to do for sweep jobs)."""
-    if context.experiment_id is not None:  # a sweep job: the sweep made the store
-        return StoreCreation()
-    return StoreCreation.start(uri, str(cfg.mlflow.experiment_name))
+def _run_tags(cfg: DictConfig, context: JobContext, dataset: Any) -> Dict[str, str]:
+    tags = provenance.provenance_tags(context.launch_dir)
+    tags.update({
+        "data.fingerprint": dataset.fingerprint,
+        "data.source": dataset.source,
+        "model.name": str(cfg.model.name),
+        "overrides": " ".join(context.overrides)[:5000],
+    })
+    if context.output_dir:
+        tags["hydra.output_dir"] = context.output_dir
+    tags.update(context.tags)
+    return tags
 
 
 def _open_store(uri: str, cfg: DictConfig, context: JobContext) -> str:
     """The experiment id (the experiment created once if needed)."""
-    import mlflow
-
-    from mnist_experiments.tracking import runs as tracking
-
     if context.experiment_id is not None:
         mlflow.set_tracking_uri(uri)
         return context.experiment_id
-    return tracking.ensure_experiment(uri, cfg.mlflow.experiment_name)
+    return ensure_experiment(uri, cfg.mlflow.experiment_name)
 
 
 def _fit_and_test(cfg: DictConfig, dataset: Any, x_train, y_train, x_val, y_val,
                   prefix: str = ""):
-    """Fit, evaluate on the test set, log metrics and every run artifact.
+    """Fit, evaluate on the test set, then record: metrics and every run artifact.
 
     Returns the test metrics and the training history.
     """
-    import mlflow
-
-    from mnist_experiments.tracking import artifacts
-    from mnist_experiments.tracking import runs as tracking
-    from mnist_experiments.training import fit as training
-
-    with tracking.BackgroundMetrics(mlflow.active_run().info.run_id) as writer:
-        result = training.fit(cfg, x_train, y_train, x_val, y_val, on_metrics=writer.log,
-                              callbacks=artifacts.training_callbacks(cfg, dataset),
-                              prefix=prefix)
-    proba = training.predict_proba(result.model, dataset.x_test)
-    test_metrics = training.classification_metrics(dataset.y_test, proba)
-    mlflow.log_metrics(
-        {
-            **test_metrics,
-            "fit_seconds": result.fit_seconds,
-            "first_epoch_seconds": result.epoch_seconds[0],
-            "seconds_per_epoch": sum(result.epoch_seconds) / len(result.epoch_seconds),
-        }
-    )
-    log.info("%stest %s", prefix, " ".join(f"{k}={v:.4f}" for k, v in test_metrics.items()))
-    artifacts.log_run_artifacts(cfg, dataset, result, proba)
-    return test_metrics, result.history
+    names = list(dataset.class_names)
+    viz = cfg.viz
+    index = sample_index(viz, int(cfg.seed), len(dataset.y_test))
+    callbacks = []
+    every = int(viz.activations_every_n_epochs)
+    if every > 0 and artifacts.wanted(viz, "activations"):
+        image, channels = dataset.x_test[index], int(viz.max_channels)
+        callbacks.append(EveryNEpochs(every, lambda model, epoch: artifacts.log_activation_images(
+            activation_maps(model, image), epoch, channels)))
+    with BackgroundMetrics(mlflow.active_run().info.run_id) as writer:
+        result = fit(cfg, x_train, y_train, x_val, y_val, on_metrics=writer.log,
+                     callbacks=callbacks, prefix=prefix)
+    evaluation = evaluate(result.model, dataset.x_test, dataset.y_test, names,
+                          activation_index=index if artifacts.wanted(viz, "activations") else None)
+    mlflow.log_metrics({
+        **evaluation.metrics,
+        "fit_seconds": result.fit_seconds,
+        "first_epoch_seconds": result.epoch_seconds[0],
+        "seconds_per_epoch": sum(result.epoch_seconds) / len(result.epoch_seconds),
+    })
+    log.info("%stest %s", prefix, " ".join(f"{k}={v:.4f}" for k, v in evaluation.metrics.items()))
+    artifacts.log_run_artifacts(cfg, dataset, result.history, evaluation)
+    return evaluation.metrics, result.history
 
 
 def _holdout(cfg: DictConfig, dataset: Any) -> Dict[str, float]:
-    import mlflow
-
     metrics, history = _fit_and_test(cfg, dataset, dataset.x_train, dataset.y_train,
                                      dataset.x_val, dataset.y_val)
     metrics["objective"] = history["val_accuracy"][-1]
@@ -239,49 +204,16 @@ def _holdout(cfg: DictConfig, dataset: Any) -> Dict[str, float]:
 def _kfold(cfg: DictConfig, dataset: Any, x_pool, y_pool, experiment_id: str,
            tags: Dict[str, str]) -> Dict[str, float]:
     """Folds as child runs; their summary, plots and (with refit) the final model here."""
-    import keras
-    import mlflow
-
-    from mnist_experiments.tracking import artifacts
-    from mnist_experiments.workflows import kfold as cv
-    from mnist_experiments.figures import plots
-    from mnist_experiments.training import fit as training
-
     names = list(dataset.class_names)
     child_tags = {k: v for k, v in tags.items() if k != "hydra.output_dir"}
-    folds = cv.run_folds(cfg, x_pool, y_pool, names, experiment_id, child_tags)
-    summary = cv.summarize(folds.results)
-    mlflow.log_metrics({**summary, "objective": summary["cv_val_accuracy_mean"]})
-    for r in folds.results:
-        mlflow.log_metric("fold_val_accuracy", r.history["val_accuracy"][-1], step=r.fold)
-        mlflow.log_metric("fold_val_loss", r.history["val_loss"][-1], step=r.fold)
-    mlflow.log_dict({f"fold-{r.fold}": r.run_id for r in folds.results}, "cv/fold_runs.json")
-    log.info("cross-validation: val_accuracy %.4f ± %.4f over %d folds",
-             summary["cv_val_accuracy_mean"], summary["cv_val_accuracy_std"], len(folds.results))
-    if cfg.viz.enabled:
-        histories = [r.history for r in folds.results]
-        artifacts.log_figure(plots.fold_curves(histories, metric="val_accuracy"),
-                          "plots/cv_val_accuracy_per_epoch.png")
-        artifacts.log_figure(plots.fold_curves(histories, metric="val_loss"),
-                          "plots/cv_val_loss_per_epoch.png")
-        artifacts.log_figure(
-            plots.fold_summary([r.history["val_accuracy"][-1] for r in folds.results]),
-            "plots/cv_fold_accuracy.png")
-
-    metrics = {**summary, "objective": summary["cv_val_accuracy_mean"]}
+    folds = kfold.run_folds(cfg, x_pool, y_pool, names, experiment_id, child_tags)
+    metrics = kfold.log_summary(cfg, folds)
     if cfg.cv.refit:
         keras.backend.clear_session()
-        training.seed_everything(int(cfg.seed), bool(cfg.train.deterministic))
+        seed_everything(int(cfg.seed), bool(cfg.train.deterministic))
         log.info("refit on all %d training images", len(y_pool))
         test_metrics, _ = _fit_and_test(cfg, dataset, x_pool, y_pool, None, None, prefix="refit ")
         metrics.update(test_metrics)
-    elif cfg.viz.enabled and cfg.viz.activations:
-        # the notebook: activation maps of the last fold's model, for one of its validation images
-        index = int(folds.last_val_idx[artifacts.sample_index(cfg.viz, int(cfg.seed),
-                                                              len(folds.last_val_idx))])
-        figures = artifacts.activation_artifacts(
-            folds.last_model, x_pool[index], names[int(y_pool[index])], index,
-            int(cfg.viz.max_channels))
-        for path, fig in figures.items():
-            artifacts.log_figure(fig, path)
+    elif artifacts.wanted(cfg.viz, "activations"):
+        kfold.log_last_fold_activations(cfg, folds, x_pool, y_pool, names)
     return metrics

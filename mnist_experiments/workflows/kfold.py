@@ -1,65 +1,37 @@
 """K-fold cross-validation: one parent MLflow run, one child run per fold.
 
-The folds split the training pool (the training set, plus the holdout validation
-images when ``data.validation=holdout``); the test set is never used to select a
-model. With ``cv.refit`` the model is then trained on the whole pool and evaluated on
-the test set in the parent run, so a k-fold run also yields one final model.
+The folds (:mod:`mnist_experiments.data.folds`) split the training pool; the test set
+is never used to select a model. Each fold trains in a child run with its per-epoch
+metrics, final validation metrics and validation confusion matrix; the parent gets
+the summary (``cv_val_{accuracy,loss}_{mean,std,min,max}``, ``fold_val_accuracy``
+per fold), the fold plots and, with ``cv.refit``, a model trained on the whole pool
+and evaluated on the test set, so a k-fold run also yields one final model.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
+import keras
+import mlflow
 import numpy as np
 
-from mnist_experiments.errors import ConfigError
+from mnist_experiments import figures
+from mnist_experiments.data.folds import fold_indices
+from mnist_experiments.tracking import artifacts
+from mnist_experiments.tracking.runs import BackgroundMetrics, tracked_run
+from mnist_experiments.training.evaluation import (
+    ActivationMaps,
+    activation_maps,
+    evaluate,
+    sample_index,
+)
+from mnist_experiments.training.fit import fit
+from mnist_experiments.training.seeding import seed_everything
 
 log = logging.getLogger(__name__)
-
-Split = Tuple[np.ndarray, np.ndarray]
-
-
-def training_pool(dataset: Any, validation: Any) -> Tuple[np.ndarray, np.ndarray]:
-    """The images the folds split: train (+ the holdout validation images)."""
-    if getattr(validation, "value", validation) == "test_halves":
-        return dataset.x_train, dataset.y_train
-    return (np.concatenate([dataset.x_train, dataset.x_val]),
-            np.concatenate([dataset.y_train, dataset.y_val]))
-
-
-def check_folds(y: np.ndarray, cv_cfg: Any) -> None:
-    """Refuse a fold count the data cannot support, before any run exists."""
-    folds = int(cv_cfg.folds)
-    if folds < 2:
-        raise ConfigError(f"cv.folds={folds} is invalid: k-fold needs at least 2 folds. "
-                          "Try cv.folds=3, or cv=holdout for a single split.")
-    if len(y) < folds:
-        raise ConfigError(f"cv.folds={folds} is more than the {len(y)} training images. "
-                          "Lower cv.folds or raise data.limit.")
-    if cv_cfg.stratified:
-        counts = np.bincount(y, minlength=10)
-        present = counts[counts > 0]
-        smallest = int(present.min())
-        if folds > smallest:
-            label = int(np.flatnonzero(counts == smallest)[0])
-            raise ConfigError(
-                f"cv.folds={folds} is more than the {smallest} training images of class "
-                f"{label}, so stratified folds cannot all contain that class. Use "
-                f"cv.folds={smallest} or fewer, raise data.limit, or set cv.stratified=false."
-            )
-
-
-def fold_indices(y: np.ndarray, cv_cfg: Any, seed: int) -> List[Split]:
-    """(train indices, validation indices) of every fold; shuffled by ``seed``."""
-    from sklearn.model_selection import KFold, StratifiedKFold
-
-    shuffle = bool(cv_cfg.shuffle)
-    kwargs = dict(n_splits=int(cv_cfg.folds), shuffle=shuffle,
-                  random_state=int(seed) if shuffle else None)
-    splitter = StratifiedKFold(**kwargs) if cv_cfg.stratified else KFold(**kwargs)
-    return [(train, val) for train, val in splitter.split(np.zeros(len(y)), y)]
 
 
 @dataclass
@@ -91,49 +63,71 @@ def summarize(results: List[FoldResult]) -> Dict[str, float]:
     return summary
 
 
-def run_folds(
-    cfg: Any,
-    x: np.ndarray,
-    y: np.ndarray,
-    class_names: List[str],
-    experiment_id: str,
-    parent_tags: Dict[str, str],
-) -> FoldsOutcome:
+def run_folds(cfg: Any, x: np.ndarray, y: np.ndarray, class_names: List[str],
+              experiment_id: str, parent_tags: Dict[str, str]) -> FoldsOutcome:
     """Train one model per fold, each in a child run nested under the active run."""
-    import keras
-    import mlflow
-
-    from mnist_experiments.tracking import artifacts
-    from mnist_experiments.figures import plots
-    from mnist_experiments.tracking import runs as tracking
-    from mnist_experiments.training import fit as training
-
     splits = fold_indices(y, cfg.cv, int(cfg.seed))
     k = len(splits)
     results: List[FoldResult] = []
     for fold, (train_idx, val_idx) in enumerate(splits, start=1):
         keras.backend.clear_session()  # keeps memory and time flat across folds
-        training.seed_everything(int(cfg.seed), bool(cfg.train.deterministic))
+        seed_everything(int(cfg.seed), bool(cfg.train.deterministic))
         prefix = f"fold {fold}/{k} "
-        log.info("%s: %d training, %d validation images", prefix.strip(), len(train_idx), len(val_idx))
+        log.info("%s: %d training, %d validation images", prefix.strip(), len(train_idx),
+                 len(val_idx))
         tags = {**parent_tags, "fold": str(fold), "folds": str(k)}
-        with tracking.tracked_run(experiment_id, f"fold-{fold}", tags, nested=True) as run:
+        with tracked_run(experiment_id, f"fold-{fold}", tags, nested=True) as run:
             mlflow.log_params({"fold": fold, "folds": k, "train_size": len(train_idx),
                                "val_size": len(val_idx)})
-
-            with tracking.BackgroundMetrics(run.info.run_id) as writer:
-                result = training.fit(cfg, x[train_idx], y[train_idx], x[val_idx], y[val_idx],
-                                      on_metrics=writer.log, prefix=prefix)
-            proba = training.predict_proba(result.model, x[val_idx])
-            val_metrics = training.classification_metrics(y[val_idx], proba, prefix="final_val_")
-            mlflow.log_metrics({**val_metrics, "fit_seconds": result.fit_seconds})
-            cm = artifacts.log_confusion_matrix(y[val_idx], proba.argmax(axis=1), class_names)
-            if cfg.viz.enabled and cfg.viz.confusion_matrix:
+            with BackgroundMetrics(run.info.run_id) as writer:
+                result = fit(cfg, x[train_idx], y[train_idx], x[val_idx], y[val_idx],
+                             on_metrics=writer.log, prefix=prefix)
+            evaluation = evaluate(result.model, x[val_idx], y[val_idx], class_names,
+                                  prefix="final_val_")
+            mlflow.log_metrics({**evaluation.metrics, "fit_seconds": result.fit_seconds})
+            artifacts.log_confusion(evaluation, class_names)
+            if artifacts.wanted(cfg.viz, "confusion_matrix"):
                 artifacts.log_figure(
-                    plots.confusion_matrix_figure(
-                        cm, class_names, title=f"Confusion matrix (fold {fold} validation)"),
+                    figures.confusion_matrix_figure(
+                        evaluation.confusion, class_names,
+                        title=f"Confusion matrix (fold {fold} validation)"),
                     "plots/confusion_matrix.png")
-            results.append(FoldResult(fold, run.info.run_id, result.history, val_metrics))
+            results.append(FoldResult(fold, run.info.run_id, result.history, evaluation.metrics))
             last_model = result.model
         log.info("%sfinal val_accuracy=%.4f", prefix, result.history["val_accuracy"][-1])
     return FoldsOutcome(results, last_model, splits[-1][1])
+
+
+def log_summary(cfg: Any, folds: FoldsOutcome) -> Dict[str, float]:
+    """The parent's summary metrics, per-fold metrics, fold runs and fold plots."""
+    summary = summarize(folds.results)
+    mlflow.log_metrics({**summary, "objective": summary["cv_val_accuracy_mean"]})
+    for r in folds.results:
+        mlflow.log_metric("fold_val_accuracy", r.history["val_accuracy"][-1], step=r.fold)
+        mlflow.log_metric("fold_val_loss", r.history["val_loss"][-1], step=r.fold)
+    mlflow.log_dict({f"fold-{r.fold}": r.run_id for r in folds.results}, "cv/fold_runs.json")
+    log.info("cross-validation: val_accuracy %.4f ± %.4f over %d folds",
+             summary["cv_val_accuracy_mean"], summary["cv_val_accuracy_std"], len(folds.results))
+    if cfg.viz.enabled:
+        histories = [r.history for r in folds.results]
+        artifacts.log_figure(figures.fold_curves(histories, metric="val_accuracy"),
+                             "plots/cv_val_accuracy_per_epoch.png")
+        artifacts.log_figure(figures.fold_curves(histories, metric="val_loss"),
+                             "plots/cv_val_loss_per_epoch.png")
+        artifacts.log_figure(
+            figures.fold_summary([r.history["val_accuracy"][-1] for r in folds.results]),
+            "plots/cv_fold_accuracy.png")
+    return {**summary, "objective": summary["cv_val_accuracy_mean"]}
+
+
+def log_last_fold_activations(cfg: Any, folds: FoldsOutcome, x_pool: np.ndarray,
+                              y_pool: np.ndarray, class_names: List[str]) -> None:
+    """The notebook, without a refit: activation maps of the last fold's model for one
+    of its validation images."""
+    picked = sample_index(cfg.viz, int(cfg.seed), len(folds.last_val_idx))
+    index = int(folds.last_val_idx[picked])
+    maps = ActivationMaps(index, x_pool[index], int(y_pool[index]),
+                          activation_maps(folds.last_model, x_pool[index]))
+    for path, fig in artifacts.activation_figures(maps, class_names,
+                                                  int(cfg.viz.max_channels)).items():
+        artifacts.log_figure(fig, path)

@@ -2,7 +2,6 @@
 
 Built at the end of every sweep by :class:`mnist_experiments.sweeps.callback.MlflowSweepCallback`,
 and rebuilt at any time with::
-
     mnist-exp-report outputs/multirun/2026-11-24_10-00-00-123456   # a sweep dir
     mnist-exp-report 3f2a...c9                                     # a parent run id
 
@@ -12,18 +11,22 @@ by the objective, the best marked; failed jobs are listed with their error.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
-import json
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 from mnist_experiments.errors import UserError
+from mnist_experiments import figures
+from mnist_experiments.sweeps.files import job_records, read_sweep_file
+from mnist_experiments.tracking.models import register
+from mnist_experiments.tracking.store import resolve_tracking_uri
 
 COLUMNS = ["rank", "best", "job", "overrides", "objective", "test_accuracy", "test_loss",
            "test_f1_macro", "status", "run_id", "duration_s", "error"]
@@ -55,8 +58,6 @@ def _number(value: Any) -> Optional[float]:
 
 def collect_rows(sweep_dir: Optional[Path], uri: str, parent_run_id: str) -> List[Dict[str, Any]]:
     """Join the jobs' ``job.json`` records with their MLflow child runs."""
-    from mlflow.tracking import MlflowClient
-
     client = MlflowClient(uri)
     parent = client.get_run(parent_run_id)
     children = client.search_runs(
@@ -84,10 +85,7 @@ def collect_rows(sweep_dir: Optional[Path], uri: str, parent_run_id: str) -> Lis
             "error": "",
         }
     if sweep_dir is not None and sweep_dir.is_dir():
-        from mnist_experiments.sweeps.callback import JOB_FILE
-
-        for path in sorted(sweep_dir.glob(f"*/{JOB_FILE}")):
-            record = json.loads(path.read_text())
+        for record in job_records(sweep_dir):
             row = by_job.setdefault(record["job"], {
                 "job": record["job"], "objective": None, "test_accuracy": None, "test_loss": None,
                 "test_f1_macro": None, "run_id": "", "duration_s": None, "error": "",
@@ -175,10 +173,6 @@ def build_report(sweep_dir: Optional[Path], uri: str, parent_run_id: str,
     With ``register_as``, the best job's model is registered under that name (and
     ``register_alias`` points at the new version).
     """
-    from mlflow.tracking import MlflowClient
-
-    from mnist_experiments.figures import plots
-
     rows = collect_rows(sweep_dir, uri, parent_run_id)
     out_dir = Path(out_dir or sweep_dir or Path.cwd() / f"sweep-{parent_run_id}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -191,14 +185,14 @@ def build_report(sweep_dir: Optional[Path], uri: str, parent_run_id: str,
     labels = [f"#{r['job']} {r['overrides'] or 'defaults'}" for r in rows]
     values = [(_number(r["objective"]) if r["status"] == "FINISHED" else float("nan")) or float("nan")
               for r in rows]
-    plots.save_png(plots.objective_per_job(labels, values, best_index), files[2])
+    figures.save_png(figures.objective_per_job(labels, values, best_index), files[2])
     for key, by_value in _swept_values(rows).items():
         names = sorted(by_value)
         means = [sum(by_value[v]) / len(by_value[v]) if by_value[v] else float("nan") for v in names]
         finite = [i for i, m in enumerate(means) if math.isfinite(m)]
         best = max(finite, key=lambda i: means[i]) if finite else None
         path = out_dir / f"objective_by_{key.replace('/', '_')}.png"
-        plots.save_png(plots.objective_per_job([f"{key}={v}" for v in names], means, best,
+        figures.save_png(figures.objective_per_job([f"{key}={v}" for v in names], means, best,
                                                title=f"Mean objective by {key}"), path)
         files.append(path)
     report = Report(rows=rows, markdown=markdown, files=files)
@@ -220,8 +214,6 @@ def build_report(sweep_dir: Optional[Path], uri: str, parent_run_id: str,
         client.log_metric(parent_run_id, "jobs_finished", len(rows) - len(report.failed))
         client.log_metric(parent_run_id, "jobs_failed", len(report.failed))
     if register_as and report.best is not None:
-        from mnist_experiments.tracking.models import register
-
         version = register(report.best["run_id"], register_as, register_alias, tracking_uri=uri)
         report.registered = f"models:/{version.name}/{version.version}"
         if log_to_parent:
@@ -229,66 +221,30 @@ def build_report(sweep_dir: Optional[Path], uri: str, parent_run_id: str,
     return report
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """``mnist-exp-report SWEEP``: rebuild a sweep's leaderboard."""
-    parser = argparse.ArgumentParser(
-        prog="mnist-exp-report",
-        description="Rebuild the leaderboard (summary.md, summary.csv, plots) of a sweep "
-                    "from its sweep dir or from its MLflow parent run id.",
-    )
-    parser.add_argument("sweep", help="a sweep dir (outputs/multirun/...) or a parent run id")
-    parser.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, "
-                                               "else sqlite:///mlflow.db in this directory)")
-    parser.add_argument("--out", help="where to write the files (default: the sweep dir)")
-    parser.add_argument("--log", action="store_true",
-                        help="also log the leaderboard to the sweep's parent run")
-    parser.add_argument("--register", metavar="NAME",
-                        help="register the best job's model under NAME in the model registry")
-    parser.add_argument("--alias", help="with --register: point this alias (e.g. champion) "
-                                        "at the new version")
-    args = parser.parse_args(argv)
+def locate_sweep(target: str, tracking_uri: Optional[str] = None
+                 ) -> Tuple[Optional[Path], str, str]:
+    """``(sweep dir or None, tracking URI, parent run id)`` of a sweep dir or parent run id.
+
+    Raises
+    ------
+    UserError
+        When ``target`` is neither a sweep dir of mnist-exp nor a run id in the store.
+    """
+    if Path(target).is_dir():
+        sweep_dir = Path(target).resolve()
+        info = read_sweep_file(sweep_dir)
+        if info is None:
+            raise UserError(f"{target} is not a sweep dir of mnist-exp (it has no "
+                            "mlflow_sweep.json). Pass outputs/multirun/<sweep> or the "
+                            "sweep's parent run id.")
+        uri = tracking_uri and resolve_tracking_uri(tracking_uri, os.getcwd())
+        return sweep_dir, uri or info["tracking_uri"], info["parent_run_id"]
+    uri = resolve_tracking_uri(tracking_uri, os.getcwd())
     try:
-        from mnist_experiments.tracking.store import resolve_tracking_uri
-        from mnist_experiments.sweeps.callback import read_sweep_file
-
-        sweep_dir: Optional[Path] = None
-        if Path(args.sweep).is_dir():
-            sweep_dir = Path(args.sweep).resolve()
-            info = read_sweep_file(sweep_dir)
-            if info is None:
-                raise UserError(f"{args.sweep} is not a sweep dir of mnist-exp (it has no "
-                                "mlflow_sweep.json). Pass outputs/multirun/<sweep> or the "
-                                "sweep's parent run id.")
-            uri = args.tracking_uri and resolve_tracking_uri(args.tracking_uri, os.getcwd())
-            uri = uri or info["tracking_uri"]
-            parent_run_id = info["parent_run_id"]
-        else:
-            uri = resolve_tracking_uri(args.tracking_uri, os.getcwd())
-            parent_run_id = args.sweep
-            from mlflow.exceptions import MlflowException
-            from mlflow.tracking import MlflowClient
-
-            try:
-                parent = MlflowClient(uri).get_run(parent_run_id)
-            except MlflowException:
-                raise UserError(f"{args.sweep!r} is neither a sweep dir nor a run id in {uri}. "
-                                "Pass outputs/multirun/<sweep>, or a parent run id with "
-                                "--tracking-uri pointing at its store.") from None
-            tagged = parent.data.tags.get("sweep.dir")
-            if tagged and Path(tagged).is_dir():
-                sweep_dir = Path(tagged)
-        report = build_report(sweep_dir, uri, parent_run_id, log_to_parent=args.log,
-                              out_dir=Path(args.out) if args.out else None,
-                              register_as=args.register, register_alias=args.alias)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(report.markdown)
-    print("wrote " + ", ".join(str(p) for p in report.files))
-    if report.registered:
-        print(f"registered the best model as {report.registered}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        parent = MlflowClient(uri).get_run(target)
+    except MlflowException:
+        raise UserError(f"{target!r} is neither a sweep dir nor a run id in {uri}. "
+                        "Pass outputs/multirun/<sweep>, or a parent run id with "
+                        "--tracking-uri pointing at its store.") from None
+    tagged = parent.data.tags.get("sweep.dir")
+    return (Path(tagged) if tagged and Path(tagged).is_dir() else None), uri, target

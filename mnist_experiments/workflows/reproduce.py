@@ -42,10 +42,15 @@ import tempfile
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from mnist_experiments.config.untrusted import MAX_CONFIG_BYTES, build_config, parse_config, read_text
-from mnist_experiments.errors import ConfigError, DataError, UserError
+from mnist_experiments.config.untrusted import (
+    MAX_CONFIG_BYTES,
+    build_config,
+    parse_config,
+    read_text,
+)
+from mnist_experiments.errors import DataError, UserError
 from mnist_experiments.tracking.store import resolve_tracking_uri, sqlite_file
 
 log = logging.getLogger("mnist_experiments.workflows.reproduce")
@@ -572,7 +577,7 @@ def reproduce(args: argparse.Namespace) -> int:
     print(f"\nReproduction: run {outcome.run_id} (experiment {cfg.mlflow.experiment_name!r})\n")
     print(render_table(rows, args.tolerance))
 
-    from mnist_experiments.tracking import provenance_compare as provenance
+    from mnist_experiments.tracking import provenance
 
     differences = provenance.compare(original.tags, new_run.data.tags)
     for difference in differences:

@@ -1,0 +1,27 @@
+"""The helper process of :class:`mnist_experiments.tracking.store.StoreCreation`.
+
+    python -m mnist_experiments.tracking.create_store TEMPORARY_DB EXPERIMENT_NAME
+
+builds a complete SQLite store (MLflow's migrations, the experiment) at TEMPORARY_DB;
+the job links it into place once it needs the store.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from mnist_experiments.tracking.runs import ensure_experiment
+from mnist_experiments.tracking.store import SQLITE
+
+
+def create(path: str, name: str) -> None:
+    """A complete store with experiment ``name`` at ``path``.
+
+    The experiment's artifact root (``mlruns/`` beside the DB) is the same for the final
+    name, which lives in the same directory.
+    """
+    ensure_experiment(SQLITE + str(path), name)
+
+
+if __name__ == "__main__":
+    create(sys.argv[1], sys.argv[2])

@@ -1,0 +1,71 @@
+"""Where and how a job was launched: the launch dir, its overrides, its sweep if any.
+
+Light (Hydra only): the Hydra app builds a :class:`JobContext` before anything heavy is
+imported; reproduce and grade build one for the runs they start.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.hydra_config import HydraConfig
+
+from mnist_experiments.sweeps.files import absolute, read_sweep_file
+from mnist_experiments.tracking.store import StoreCreation, resolve_tracking_uri
+
+
+def job_sweep_info() -> Optional[Dict[str, Any]]:
+    """For a job of a multirun: the sweep's tracking URI, experiment and parent run."""
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    if str(getattr(hc.mode, "name", hc.mode)) != "MULTIRUN":
+        return None
+    info = read_sweep_file(absolute(hc.sweep.dir, hc.runtime.cwd))
+    if info is None:
+        return None
+    return {**info, "job_num": str(hc.job.num), "job_overrides": list(hc.overrides.task)}
+
+
+@dataclass
+class JobContext:
+    """Where a job was launched from and how (filled from Hydra when it runs the job)."""
+
+    launch_dir: str
+    output_dir: Optional[str] = None
+    overrides: List[str] = field(default_factory=list)
+    tags: Dict[str, str] = field(default_factory=dict)  # extra run tags (e.g. reproduces)
+    parent_run_id: Optional[str] = None  # e.g. the sweep's parent run
+    tracking_uri: Optional[str] = None  # set for sweep jobs: the sweep's store ...
+    experiment_id: Optional[str] = None  # ... and experiment (created once, before the jobs)
+
+    @classmethod
+    def from_hydra(cls) -> "JobContext":
+        if not HydraConfig.initialized():
+            return cls(launch_dir=os.getcwd(), output_dir=None, overrides=[])
+        hc = HydraConfig.get()
+        context = cls(
+            launch_dir=hc.runtime.cwd,
+            output_dir=hc.runtime.output_dir,
+            overrides=list(hc.overrides.task),
+        )
+        sweep = job_sweep_info()
+        if sweep is not None:
+            context.parent_run_id = sweep["parent_run_id"]
+            context.tracking_uri = sweep["tracking_uri"]
+            context.experiment_id = sweep["experiment_id"]
+            context.tags.update({"sweep.job_num": sweep["job_num"],
+                                 "sweep.dir": sweep["sweep_dir"]})
+        return context
+
+    def start_store_creation(self, cfg: Any) -> StoreCreation:
+        """Start building a brand-new SQLite store in a helper process (see
+        :class:`~mnist_experiments.tracking.store.StoreCreation`), so that it overlaps
+        with the heavy imports and the data loading; nothing to do for sweep jobs, whose
+        sweep made the store."""
+        if self.experiment_id is not None:
+            return StoreCreation()
+        uri = resolve_tracking_uri(cfg.mlflow.tracking_uri, self.launch_dir)
+        return StoreCreation.start(uri, str(cfg.mlflow.experiment_name))
