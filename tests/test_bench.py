@@ -68,23 +68,3 @@ def test_kfold_cost_runs_on_tiny_input(tmp_path):
     k_wall, s_wall, ratio = map(float, row.groups())
     assert k_wall > 0 and s_wall > 0 and abs(ratio - k_wall / s_wall) < 0.01
     assert "Target: a k-fold run costs at most k single fits + 5%" in result.stdout
-
-
-def test_cli_import_and_compose_load_neither_tensorflow_nor_mlflow(tmp_path):
-    code = textwrap.dedent(
-        """
-        import sys
-        import mnist_experiments.commands.train
-        from hydra import compose, initialize_config_module
-        with initialize_config_module("mnist_experiments.conf", version_base="1.3"):
-            cfg = compose("config", overrides=["data=digits"])
-        assert cfg.data.name == "digits"
-        heavy = sorted(m for m in sys.modules
-                       if m.split(".")[0] in ("tensorflow", "keras", "mlflow"))
-        print(",".join(heavy))
-        """
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=cli_env(),
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert result.stdout.strip() == "", f"heavy modules imported: {result.stdout.strip()}"

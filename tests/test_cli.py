@@ -149,34 +149,6 @@ def test_ctrl_c_marks_the_run_killed(tmp_path):
     assert [r.info.status for r in runs] == ["KILLED"]
 
 
-def test_same_config_twice_gives_identical_metrics(tmp_path):
-    args = [*FAST, "viz=off", "mlflow.log_model=false"]
-    for _ in range(2):
-        result = run_cli(args, tmp_path)
-        assert result.returncode == 0, result.stderr[-3000:]
-    first, second = all_runs(store_uri(tmp_path))
-    for key in TEST_METRICS + ["objective"]:
-        assert first.data.metrics[key] == second.data.metrics[key], key
-    assert first.data.tags["data.fingerprint"] == second.data.tags["data.fingerprint"]
-
-
-def test_help_and_cfg_do_not_import_tensorflow_or_mlflow(tmp_path):
-    code = (
-        "import sys\n"
-        "from mnist_experiments.commands.train import main\n"
-        "sys.argv = ['mnist-exp'] + sys.argv[1:]\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "heavy = sorted(m for m in ('tensorflow', 'keras', 'mlflow') if m in sys.modules)\n"
-        "print('HEAVY', heavy, file=sys.stderr)\n"
-    )
-    for args in (["--help"], ["--cfg", "job", "data=digits"]):
-        result = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, env=cli_env(),
-                                capture_output=True, text=True, timeout=60)
-        assert result.returncode == 0, result.stderr
-        assert "HEAVY []" in result.stderr, (args, result.stderr)
-    assert yaml.safe_load(result.stdout)["data"]["name"] == "digits"
-
-
 def test_console_script_and_module_are_the_same_app(tmp_path):
     import shutil
 

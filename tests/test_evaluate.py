@@ -203,15 +203,3 @@ def test_bad_overrides_are_refused_before_loading_anything():
         check_overrides(["data.limit=5", "model=lenet5"])
     with pytest.raises(UserError, match="data.limt"):
         compose_config(["data=digits", "data.limt=5"])
-
-
-def test_help_is_fast_and_imports_nothing_heavy():
-    code = ("import sys, mnist_experiments.workflows.evaluate, mnist_experiments.workflows.predict, "
-            "mnist_experiments.tracking.models, mnist_experiments.data.images; "
-            "print(sorted(m for m in ('tensorflow', 'keras', 'mlflow') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=cli_env(), timeout=60)
-    assert result.stdout.strip() == "[]", result.stderr
-    result = subprocess.run([sys.executable, "-m", "mnist_experiments.commands.evaluate", "--help"],
-                            capture_output=True, text=True, env=cli_env(), timeout=60)
-    assert result.returncode == 0 and "models:/<name>@<alias>" in result.stdout
