@@ -277,7 +277,7 @@ def prepare_data(args: argparse.Namespace, tmp: Path) -> Dict[str, str]:
     """
     import numpy as np
 
-    from mnist_experiments.data.loaders import load_digits_28, load_idx_dir, load_npz
+    from mnist_experiments.data import load_digits_28, load_idx_dir, load_npz
 
     if args.digits:
         raw = load_digits_28()

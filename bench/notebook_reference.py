@@ -89,7 +89,7 @@ class EpochTimer(keras.callbacks.Callback):
 
 def load_data(args):
     """(train_images, train_labels), (test_images, test_labels) as uint8 / int arrays."""
-    from mnist_experiments.data.loaders import load_digits_28, load_idx_dir, load_npz
+    from mnist_experiments.data import load_digits_28, load_idx_dir, load_npz
 
     if args.digits is not None:
         raw = load_digits_28()

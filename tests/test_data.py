@@ -1,10 +1,12 @@
-"""Tests for mnist_experiments.data.loaders: real files in tmp_path, no mocks, no network."""
+"""Tests for mnist_experiments.data: real files in tmp_path, no mocks, no network."""
 
 from __future__ import annotations
 
+import ast
 import gzip
 import os
 import re
+import struct
 import subprocess
 import sys
 import textwrap
@@ -16,8 +18,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from mnist_experiments.data import loaders as data
-from mnist_experiments.data.loaders import (
+from mnist_experiments import data
+from mnist_experiments.data import (
     Dataset,
     RawData,
     fingerprint,
@@ -253,6 +255,54 @@ def test_idx_corrupt_gzip(idx_dir, damage):
         load_idx_dir(idx_dir)
 
 
+def test_idx_gzip_bomb_fails_fast_in_little_memory(tmp_path):
+    """4 MB gzipped IDX files that decompress to 4 GiB: a clear DataError, in under 1 GiB.
+
+    "huge" declares 10**9 images (refused from its header), "long" declares 60000
+    images (47 MB) then goes on (reading stops past 47 MB), "short" declares 1.5 GB
+    but holds 1 MB (memory follows what is there, not what the header declares).
+    """
+    zeros = gzip.compress(bytes(64 << 20), compresslevel=9, mtime=0)  # 64 MiB in ~65 kB
+    paths = []
+    for name, n, members in (("huge", 10**9, 64), ("long", 60_000, 64), ("short", 2_000_000, 0)):
+        header = struct.pack(">IIII", data.IDX_IMAGES_MAGIC, n, 28, 28)
+        body = zeros * members if members else gzip.compress(bytes(1 << 20), mtime=0)
+        path = tmp_path / f"{name}-images-idx3-ubyte.gz"
+        path.write_bytes(gzip.compress(header, mtime=0) + body)  # gzip members concatenate
+        assert path.stat().st_size < 5_000_000
+        paths.append(str(path))
+    result = run_python(
+        """
+        import resource, sys, time
+        from mnist_experiments.data import load_idx
+        from mnist_experiments.errors import DataError
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # 1 GiB of address space
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        for path in sys.argv[1:]:
+            start = time.monotonic()
+            try:
+                load_idx(path)
+            except DataError as exc:
+                print("DATAERROR", round(time.monotonic() - start, 2), exc)
+        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+        print("GROWN_MB", grown // 1024)
+        """,
+        env=dict(os.environ), timeout=60, args=paths,
+    )
+    lines = result.stdout.splitlines()
+    errors = [line.split(" ", 2) for line in lines if line.startswith("DATAERROR ")]
+    assert len(errors) == 3, result.stdout + result.stderr
+    (_, t_huge, huge), (_, t_long, long_), (_, t_short, short) = errors
+    assert "huge-images" in huge and "declares shape (1000000000, 28, 28)" in huge
+    assert "2 GiB" in huge and "download it again" in huge
+    assert "long-images" in long_ and "longer than declared" in long_
+    assert "shape (60000, 28, 28) (47040000 bytes of data) but it holds more than that" in long_
+    assert "short-images" in short and "is truncated" in short and "1048576 bytes" in short
+    assert max(float(t_huge), float(t_long), float(t_short)) < 5
+    grown = int(next(line for line in lines if line.startswith("GROWN_MB ")).split()[1])
+    assert grown < 200, grown  # 47 MB for "long" plus a few MiB of buffers
+
+
 # ------------------------------------------------------------------------- npz
 def test_npz_round_trip(npz_file, small_arrays):
     raw = load_npz(npz_file)
@@ -326,7 +376,7 @@ def test_npz_standardized_floats_rejected(tmp_path, small_arrays):
 def test_npz_text_file(tmp_path):
     path = tmp_path / "notes.npz"
     path.write_text("this is not an archive\n")
-    with pytest.raises(DataError, match=r"notes\.npz"):
+    with pytest.raises(DataError, match=r"notes\.npz is not a valid \.npz archive"):
         load_npz(path)
 
 
@@ -467,6 +517,12 @@ def test_split_config_errors():
         split(raw, SimpleNamespace(validation="kfold", limit=None), seed=0)
     with pytest.raises(DataError, match="data.val_fraction=1.5"):
         split(raw, SimpleNamespace(validation="holdout", val_fraction=1.5, limit=None), seed=0)
+    assert data.MIN_LIMIT == 20  # two images per class, the bound the config checks too
+    too_few = SimpleNamespace(validation="test_halves", limit=data.MIN_LIMIT - 1)
+    with pytest.raises(DataError, match=r"data\.limit=19 is invalid: it must be at least 20"):
+        split(raw, too_few, seed=0)
+    ds = split(raw, SimpleNamespace(validation="test_halves", limit=data.MIN_LIMIT), seed=0)
+    assert len(ds.y_train) == 20 and np.bincount(ds.y_train).tolist() == [2] * 10
 
 
 def test_split_accepts_plain_objects():
@@ -523,9 +579,9 @@ def test_load_raw_errors(tmp_path, npz_file):
 
 
 # ----------------------------------------------------- import cost and offline
-def run_python(code: str, env: dict, timeout: float = 90) -> subprocess.CompletedProcess:
+def run_python(code: str, env: dict, timeout: float = 90, args=()) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, env=env,
+        [sys.executable, "-c", textwrap.dedent(code), *args], cwd=REPO, env=env,
         capture_output=True, text=True, timeout=timeout,
     )
 
@@ -534,13 +590,39 @@ def test_import_is_light():
     result = run_python(
         """
         import sys
-        import mnist_experiments.data.loaders
+        import mnist_experiments.data, mnist_experiments.data.images
         heavy = [m for m in ("keras", "tensorflow", "mlflow", "sklearn", "PIL") if m in sys.modules]
         print("HEAVY", heavy)
         """,
         env=dict(os.environ),
     )
     assert "HEAVY []" in result.stdout, result.stdout + result.stderr
+
+
+def test_data_modules_import_no_framework_and_form_no_cycle():
+    """NumPy (sklearn, Pillow, Hydra) only; Keras only inside the Keras loader; no cycle."""
+    package = REPO / "mnist_experiments" / "data"
+    graph = {}
+    for path in sorted(package.glob("*.py")):
+        names = []
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.append(node.module)
+        roots = {name.split(".")[0] for name in names}
+        assert not roots & {"tensorflow", "mlflow"}, path.name
+        if "keras" in roots:
+            assert path.name == "loaders.py", path.name
+        graph[path.stem] = {
+            name.split(".")[2] for name in names if name.startswith("mnist_experiments.data.")
+        }
+    assert {"arrays", "idx", "loaders", "splits", "images"} <= set(graph)
+    done: set = set()
+    while len(done) < len(graph):  # peel off modules whose data imports are all done
+        ready = {m for m, deps in graph.items() if m not in done and deps <= done}
+        assert ready, f"import cycle among {sorted(set(graph) - done)}"
+        done |= ready
 
 
 def test_keras_download_offline_is_a_clear_data_error(tmp_path):
@@ -553,7 +635,7 @@ def test_keras_download_offline_is_a_clear_data_error(tmp_path):
     result = run_python(
         """
         import socket, time
-        from mnist_experiments.data.loaders import load_raw
+        from mnist_experiments.data import load_raw
         from mnist_experiments.errors import DataError
         for name in ("mnist", "fashion_mnist"):
             try:

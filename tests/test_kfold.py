@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import all_runs, compose_cfg, run_cli, store_uri
 from mnist_experiments.workflows import kfold as cv
-from mnist_experiments.data.loaders import load_dataset
+from mnist_experiments.data import load_dataset
 from mnist_experiments.errors import ConfigError
 
 
