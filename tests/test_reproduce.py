@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import all_runs, cli_env, compose_cfg, run_cli, store_uri
 
-MODULE = "mnist_experiments.workflows.reproduce"
+MODULE = "mnist_experiments.commands.reproduce"
 # Small and fast: 300 training and 150 test digits from an npz, one epoch, nothing extra.
 TRAIN_OVERRIDES = ["data=mnist", "train.epochs=1", "viz=off", "mlflow.log_model=false"]
 HEX64 = re.compile(r"\b[0-9a-f]{64}\b")
@@ -120,10 +120,11 @@ def reproductions(original, tmp_path_factory):
     jobs = {
         "run_id": Job([run_id], workdir, "run_id"),
         "run_dir": Job([str(original["run_dir"])], workdir, "run_dir"),
-        "seed": Job([run_id, "--override", "seed=7"], workdir, "seed"),
+        "seed": Job([run_id, "--override", "seed=7", "--calibration-runs", "0"], workdir, "seed"),
         "config_file": Job([str(submitted)], ta_dir, "config_file"),
         "changed_data": Job([run_id, "--override", f"data.path={changed}",
-                             "--allow-data-change"], workdir, "changed_data"),
+                             "--allow-data-change", "--calibration-runs", "0"], workdir,
+                            "changed_data"),
     }
     results = {name: job.result() for name, job in jobs.items()}
     return {"results": results, "ta_dir": ta_dir, "submitted": submitted, "changed": changed}
@@ -187,13 +188,13 @@ def test_reproduce_from_the_hydra_run_dir(original, reproductions):
 def test_reproduce_from_a_config_file_on_another_machine(original, reproductions):
     """Only the config file: no original metrics or data fingerprint beside it."""
     result = reproductions["results"]["config_file"]
-    assert result.returncode == 0, result.stdout + result.stderr[-4000:]
-    assert "Verdict: no original metrics to compare" in result.stdout
+    assert result.returncode == 2, result.stdout + result.stderr[-4000:]
+    assert "Verdict: cannot compare (the original has no recorded metrics" in result.stdout
     assert "fingerprint is unknown" in result.stderr
     # logged in the TA's own store, tagged with the file it reproduces
     (new,) = all_runs(store_uri(reproductions["ta_dir"]))
     assert new.data.tags["reproduces"] == str(reproductions["submitted"])
-    assert new.data.tags["reproduction.verdict"] == "no original metrics to compare"
+    assert new.data.tags["reproduction.verdict"] == "NOTHING_TO_COMPARE"
     # and still the student's numbers, to the last bit
     for name in RESULT_METRICS:
         assert new.data.metrics[name] == original["run"].data.metrics[name], name
@@ -201,10 +202,10 @@ def test_reproduce_from_a_config_file_on_another_machine(original, reproductions
     assert rows["test_accuracy"][0] == "-"  # no original value in the table
 
 
-def test_a_changed_seed_is_not_reproduced(original, reproductions):
+def test_a_changed_seed_without_calibration_is_inconsistent(original, reproductions):
     result = reproductions["results"]["seed"]
     assert result.returncode == 1, result.stdout + result.stderr[-4000:]
-    assert "Verdict: NOT REPRODUCED" in result.stdout
+    assert "Verdict: INCONSISTENT" in result.stdout and "no calibration runs" in result.stdout
     rows = table(result.stdout)
     changed = {name: row for name, row in rows.items() if row[2] != "0"}
     assert "test_loss" in changed, rows  # a loss never survives another seed
@@ -218,7 +219,7 @@ def test_a_changed_seed_is_not_reproduced(original, reproductions):
     (new,) = [r for r in the_reproduction(original["uri"], original["run"].info.run_id)
               if r.data.tags.get("reproduces.overrides") == "seed=7"]
     assert new.data.params["seed"] == "7"
-    assert new.data.tags["reproduction.verdict"] == "NOT REPRODUCED"
+    assert new.data.tags["reproduction.verdict"] == "INCONSISTENT"
 
 
 def test_changed_data_are_refused_before_training(original):
@@ -250,7 +251,7 @@ def test_changed_data_run_with_allow_data_change(original, reproductions):
     # training image 0 is in the seeded training split (seed 42, not the validation part):
     # the model, hence the metrics, differ from the original's
     assert result.returncode == 1, result.stdout + result.stderr[-4000:]
-    assert "Verdict: NOT REPRODUCED" in result.stdout
+    assert "Verdict: INCONSISTENT" in result.stdout
     assert "The data differ from the original run's" in result.stderr
     assert "Going on because of --allow-data-change" in result.stderr
     assert "provenance differs: data.fingerprint" in result.stderr
@@ -410,7 +411,8 @@ def test_yaml_aliases_are_refused():
 
 def test_compare_and_expect():
     from mnist_experiments.errors import UserError
-    from mnist_experiments.workflows.reproduce import _parse_expect, compare_metrics, render_table
+    from mnist_experiments.commands.reproduce import _parse_expect, render_table
+    from mnist_experiments.workflows.reproduce.verdict import compare_metrics
 
     rows = compare_metrics({"test_accuracy": 0.5, "objective": 0.25, "fit_seconds": 3.0},
                            {"test_accuracy": 0.5 + 1e-9, "objective": 0.25, "cv_x": 1.0,
@@ -427,7 +429,7 @@ def test_compare_and_expect():
 
 
 def test_an_unknown_run_id_is_a_clear_error(original, tmp_path, monkeypatch, capsys):
-    from mnist_experiments.workflows.reproduce import main
+    from mnist_experiments.commands.reproduce import main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

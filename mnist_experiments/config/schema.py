@@ -117,6 +117,12 @@ class TrainConfig:
     steps_per_execution: int = bounded(8, ge=1, example=1)
     # null: a full shuffle of the training set
     shuffle_buffer: Optional[int] = bounded(None, ge=1, note="or null for a full shuffle")
+    # TensorFlow's intra- and inter-op thread counts. They change the numbers, not only
+    # the speed, so they are part of the config: null means the cores this process may
+    # use, resolved to a number when the run starts and recorded with the run (and
+    # re-applied by mnist-exp-reproduce, so a run made on 1 core reproduces on 2).
+    threads: Optional[int] = bounded(None, ge=1, le=512, example=2,
+                                     note="or null for the cores this process may use")
 
 
 @dataclass

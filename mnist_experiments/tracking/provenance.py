@@ -44,6 +44,7 @@ PROVENANCE_KEYS = (
     "platform.machine",
     "platform.cpu",
     "platform.cpu_count",
+    "platform.cpu_flags",
     "git_commit",
     "git_dirty",
     "git_repo",  # proposed in tracking.git_info; compared once runs record them
@@ -51,7 +52,7 @@ PROVENANCE_KEYS = (
     "data.fingerprint",
     "data.source",
 )
-PROVENANCE_PREFIXES = ("version.", "platform.", "env.")
+PROVENANCE_PREFIXES = ("version.", "platform.", "env.", "runtime.")
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,19 @@ def platform_info() -> Dict[str, str]:
 
 # Environment variables that change TensorFlow's numerics or threading.
 NUMERIC_ENV = ("TF_ENABLE_ONEDNN_OPTS", "TF_DETERMINISTIC_OPS", "OMP_NUM_THREADS",
-               "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+               "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "ONEDNN_MAX_CPU_ISA",
+               "DNNL_MAX_CPU_ISA", "ONEDNN_DEFAULT_FPMATH_MODE", "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS")
+
+
+def runtime_info() -> Dict[str, str]:
+    """What this process' TensorFlow actually runs with: thread pools and oneDNN."""
+    return {
+        "intra_op_threads": str(tf.config.threading.get_intra_op_parallelism_threads()),
+        "inter_op_threads": str(tf.config.threading.get_inter_op_parallelism_threads()),
+        # TensorFlow 2.x on x86-64 Linux turns oneDNN's kernels on unless this says 0
+        "onednn": "off" if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") in ("0", "false")
+        else "on",
+    }
 
 
 def provenance_tags(launch_dir: str | os.PathLike) -> Dict[str, str]:
@@ -170,6 +183,7 @@ def provenance_tags(launch_dir: str | os.PathLike) -> Dict[str, str]:
     tags = {f"version.{k}": v for k, v in versions().items()}
     tags.update({f"platform.{k}": v for k, v in platform_info().items()})
     tags.update({f"env.{k}": os.environ[k] for k in NUMERIC_ENV if k in os.environ})
+    tags.update({f"runtime.{k}": v for k, v in runtime_info().items()})
     package_dir = Path(mnist_experiments.__file__).resolve().parent
     tags.update(git_info(package_dir, launch_dir))
     tags["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:5000]

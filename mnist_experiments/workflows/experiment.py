@@ -37,7 +37,7 @@ from mnist_experiments.tracking.runs import (
 from mnist_experiments.tracking.store import StoreCreation, resolve_tracking_uri
 from mnist_experiments.training.evaluation import activation_maps, evaluate, sample_index
 from mnist_experiments.training.fit import EveryNEpochs, fit
-from mnist_experiments.training.seeding import seed_everything
+from mnist_experiments.training.seeding import apply_threads, resolve_threads, seed_everything
 from mnist_experiments.workflows import kfold
 from mnist_experiments.workflows.context import JobContext
 
@@ -94,6 +94,9 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None,
     """
     context = context or JobContext.from_hydra()
     validate(cfg)
+    # the thread counts shape the numbers: resolved, applied before any op, and recorded
+    cfg.train.threads = resolve_threads(cfg.train.threads)
+    apply_threads(cfg.train.threads)
     uri = context.tracking_uri or resolve_tracking_uri(cfg.mlflow.tracking_uri,
                                                        context.launch_dir)
     with creation or context.start_store_creation(cfg) as creation:
