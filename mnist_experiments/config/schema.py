@@ -22,10 +22,9 @@ from omegaconf import MISSING
 
 from mnist_experiments.config.options import REGISTRIES
 from mnist_experiments.config.rules import bounded
+from mnist_experiments.data.splits import MIN_LIMIT  # two images per class
 
 IMAGE_SIZE = 28
-# data.limit: at least two images per class, so that every split can be stratified
-MIN_LIMIT = 20
 MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seed range
 
 # Keras activation names accepted in model configs (checked without importing Keras).
