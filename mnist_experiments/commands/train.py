@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from mnist_experiments.compat import share_config_repository_for_help
 from mnist_experiments.config.schema import register_configs
 from mnist_experiments.config.validation import validate
-from mnist_experiments.workflows.context import JobContext
+from mnist_experiments.launch.context import JobContext
 
 CONFIG_PATH = "pkg://mnist_experiments.conf"
 

@@ -39,7 +39,7 @@ from mnist_experiments.training.evaluation import activation_maps, evaluate, sam
 from mnist_experiments.training.fit import EveryNEpochs, fit
 from mnist_experiments.training.seeding import apply_threads, resolve_threads, seed_everything
 from mnist_experiments.workflows import kfold
-from mnist_experiments.workflows.context import JobContext
+from mnist_experiments.launch.context import JobContext
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None,
         Launch directory, output directory and overrides; read from Hydra if omitted.
     creation : StoreCreation, optional
         A store creation already started by the caller
-        (:meth:`~mnist_experiments.workflows.context.JobContext.start_store_creation`).
+        (:meth:`~mnist_experiments.launch.context.JobContext.start_store_creation`).
 
     Returns
     -------

@@ -1,6 +1,6 @@
 """The leaderboard of a sweep: ``summary.csv``, ``summary.md`` and objective plots.
 
-Built at the end of every sweep by :class:`mnist_experiments.sweeps.callback.MlflowSweepCallback`,
+Built at the end of every sweep by :class:`mnist_experiments.launch.callback.MlflowSweepCallback`,
 and rebuilt at any time with::
     mnist-exp-report outputs/multirun/2026-11-24_10-00-00-123456   # a sweep dir
     mnist-exp-report 3f2a...c9                                     # a parent run id
@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from mnist_experiments.errors import UserError
 from mnist_experiments import figures
-from mnist_experiments.sweeps.files import job_records, read_sweep_file
+from mnist_experiments.launch.files import job_records, read_sweep_file
 from mnist_experiments.tracking.models import register
 from mnist_experiments.tracking.store import resolve_tracking_uri
 

@@ -1,6 +1,6 @@
 """A sweep in MLflow: its parent run, and its end (leaderboard, parent status).
 
-Called by the Hydra callback :class:`mnist_experiments.sweeps.callback.MlflowSweepCallback`
+Called by the Hydra callback :class:`mnist_experiments.launch.callback.MlflowSweepCallback`
 in the launching process: :func:`start` before any job (it creates the store and the
 experiment once, so parallel jobs on a fresh SQLite store never race, starts the
 parent run and writes the sweep file every job reads), :func:`finish` after the last
@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 import mnist_experiments
-from mnist_experiments.sweeps.files import absolute, write_sweep_file
+from mnist_experiments.launch.files import absolute, write_sweep_file
 from mnist_experiments.tracking import provenance
 from mnist_experiments.tracking.runs import ensure_experiment
 from mnist_experiments.tracking.store import resolve_tracking_uri

@@ -27,7 +27,7 @@ from mnist_experiments.errors import DataError, UserError
 from mnist_experiments.tracking import provenance
 from mnist_experiments.tracking.store import resolve_tracking_uri
 from mnist_experiments.training.seeding import available_cores
-from mnist_experiments.workflows.context import JobContext
+from mnist_experiments.launch.context import JobContext
 from mnist_experiments.workflows.experiment import run_experiment
 from mnist_experiments.workflows.reproduce.original import (
     SPLIT_KEYS,

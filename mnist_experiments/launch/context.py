@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 
 from hydra.core.hydra_config import HydraConfig
 
-from mnist_experiments.sweeps.files import absolute, read_sweep_file
+from mnist_experiments.launch.files import absolute, read_sweep_file
 from mnist_experiments.tracking.store import StoreCreation, resolve_tracking_uri
 
 

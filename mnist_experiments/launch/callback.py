@@ -30,7 +30,7 @@ from omegaconf import DictConfig
 
 from mnist_experiments.compat import job_return_value
 from mnist_experiments.errors import UserError
-from mnist_experiments.sweeps.files import write_job_record
+from mnist_experiments.launch.files import write_job_record
 
 log = logging.getLogger(__name__)
 
