@@ -130,11 +130,10 @@ def flatten(node: Any, prefix: str = "") -> Dict[str, Any]:
 
 
 def log_params_flat(params: Mapping[str, Any]) -> None:
-    """Log parameters, cutting values to MLflow's length limit."""
-    clean = {k[:250]: ("null" if v is None else str(v))[:6000] for k, v in params.items()}
-    items = list(clean.items())
-    for start in range(0, len(items), 100):
-        mlflow.log_params(dict(items[start:start + 100]))
+    """Log parameters, cutting values to MLflow's length limit (MLflow's ``log_batch``
+    sends them in batches of its own size)."""
+    mlflow.log_params({k[:250]: ("null" if v is None else str(v))[:6000]
+                       for k, v in params.items()})
 
 
 @contextlib.contextmanager
