@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from mnist_experiments.compat import share_config_repository_for_help
 from mnist_experiments.config.schema import register_configs
 from mnist_experiments.config.validation import validate
+from mnist_experiments.launch import numerics
 from mnist_experiments.launch.context import JobContext
 
 CONFIG_PATH = "pkg://mnist_experiments.conf"
@@ -45,6 +46,7 @@ def app(cfg: DictConfig) -> Optional[float]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     context = JobContext.from_hydra()
     validate(cfg)  # a bad value is refused before anything heavy is imported
+    numerics.prepare(cfg)  # oneDNN and its ISA: read by TensorFlow when it loads
     # a brand-new SQLite store is built by a helper process while TensorFlow imports
     with context.start_store_creation(cfg) as creation:
         from mnist_experiments.workflows.experiment import run_experiment  # heavy

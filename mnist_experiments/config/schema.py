@@ -25,6 +25,9 @@ from mnist_experiments.config.rules import bounded
 from mnist_experiments.data.splits import MIN_LIMIT  # two images per class
 
 IMAGE_SIZE = 28
+# oneDNN's instruction sets (ONEDNN_MAX_CPU_ISA), from the smallest to the largest
+ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI",
+        "AVX512_CORE_BF16", "AVX512_CORE_AMX")
 MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seed range
 
 # Keras activation names accepted in model configs (checked without importing Keras).
@@ -122,6 +125,11 @@ class TrainConfig:
     # re-applied by mnist-exp-reproduce, so a run made on 1 core reproduces on 2).
     threads: Optional[int] = bounded(None, ge=1, le=512, example=2,
                                      note="or null for the cores this process may use")
+    # oneDNN's kernels on or off, and the largest instruction set its kernels may use
+    # (ONEDNN_MAX_CPU_ISA). They change the numbers too; null: what TensorFlow picks on
+    # this CPU, resolved and recorded when the run starts (see launch/numerics.py).
+    onednn: Optional[bool] = None
+    cpu_isa: Optional[str] = bounded(None, choices=ISAS)
 
 
 @dataclass

@@ -39,6 +39,7 @@ from mnist_experiments.training.evaluation import activation_maps, evaluate, sam
 from mnist_experiments.training.fit import EveryNEpochs, fit
 from mnist_experiments.training.seeding import apply_threads, resolve_threads, seed_everything
 from mnist_experiments.workflows import kfold
+from mnist_experiments.launch import numerics
 from mnist_experiments.launch.context import JobContext
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,8 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None,
     """
     context = context or JobContext.from_hydra()
     validate(cfg)
-    # the thread counts shape the numbers: resolved, applied before any op, and recorded
+    # what shapes the numbers besides the config's values: resolved, applied, recorded
+    numerics.prepare(cfg)
     cfg.train.threads = resolve_threads(cfg.train.threads)
     apply_threads(cfg.train.threads)
     uri = context.tracking_uri or resolve_tracking_uri(cfg.mlflow.tracking_uri,

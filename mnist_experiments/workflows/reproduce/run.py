@@ -14,6 +14,7 @@ import copy
 import logging
 import multiprocessing
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
@@ -24,10 +25,11 @@ from omegaconf import OmegaConf
 from mnist_experiments import data
 from mnist_experiments.config.untrusted import build_config, parse_config
 from mnist_experiments.errors import DataError, UserError
+from mnist_experiments.launch import numerics
+from mnist_experiments.launch.context import JobContext
 from mnist_experiments.tracking import provenance
 from mnist_experiments.tracking.store import resolve_tracking_uri
 from mnist_experiments.training.seeding import available_cores
-from mnist_experiments.launch.context import JobContext
 from mnist_experiments.workflows.experiment import run_experiment
 from mnist_experiments.workflows.reproduce.original import (
     SPLIT_KEYS,
@@ -197,22 +199,30 @@ def reproduce(request: Request) -> Result:
     _never_register(cfg)
 
     overrides = list(original.overrides) + list(request.overrides)
-    outcome = run_experiment(cfg, JobContext(launch_dir=request.launch_dir, overrides=overrides,
-                                             tags=_tags(original, request),
-                                             parent_run_id=request.parent_run_id))
-    client = _client(uri, required=True)
-    new_run = client.get_run(outcome.run_id)
-    rows = compare_metrics(original.metrics, new_run.data.metrics)
+    numerics.resolve(cfg)  # the original's oneDNN and ISA, or this CPU's for older runs
+    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    context = JobContext(launch_dir=request.launch_dir, overrides=overrides,
+                         tags=_tags(original, request), parent_run_id=request.parent_run_id)
+    with _workers(cfg, request) as pool:
+        run_id, _ = pool.submit(run_in_worker, container, context).result()
+        client = _client(uri, required=True)
+        new_run = client.get_run(run_id)
+        rows = compare_metrics(original.metrics, new_run.data.metrics)
+        verdict = exact_verdict(rows, request.tolerance)
+        if verdict is None and request.calibration_runs >= 2 and \
+                any(r.original is not None for r in rows):
+            runs, ids = calibrate(pool, _jobs(cfg, request), container, request, run_id,
+                                  new_run.data.metrics, overrides)
+        else:
+            runs, ids = {}, []
     differences = provenance.compare(original.tags, new_run.data.tags)
-    result = Result(original, outcome.run_id, str(cfg.mlflow.experiment_name), uri, rows,
+    result = Result(original, run_id, str(cfg.mlflow.experiment_name), uri, rows,
                     None, differences)
     if not any(r.original is not None for r in rows):
-        _tag(client, outcome.run_id, {"reproduction.verdict": "NOTHING_TO_COMPARE"})
+        _tag(client, run_id, {"reproduction.verdict": "NOTHING_TO_COMPARE"})
         return result
 
-    verdict = exact_verdict(rows, request.tolerance)
-    if verdict is None and request.calibration_runs >= 2:
-        runs, ids = calibrate(cfg, request, outcome.run_id, new_run.data.metrics, overrides)
+    if verdict is None and ids:
         result.calibration_run_ids = ids
         verdict = calibrated_verdict(rows, runs, judged_metrics(rows, list(request.expect)),
                                      request.tolerance)
@@ -227,30 +237,44 @@ def reproduce(request: Request) -> Result:
             "reproduction.detail": verdict.detail[:5000]}
     for interval in verdict.intervals:
         tags[f"reproduction.interval.{interval.metric}"] = f"[{interval.low:.6g}, {interval.high:.6g}]"
-    _tag(client, outcome.run_id, tags)
+    _tag(client, run_id, tags)
     return result
 
 
-def calibrate(cfg: Any, request: Request, run_id: str, metrics: Dict[str, float],
+def _jobs(cfg: Any, request: Request) -> int:
+    """Re-runs at a time: ``--jobs``, else as many as the cores hold at the run's threads."""
+    threads = int(cfg.train.threads or available_cores())
+    jobs = request.jobs or max(1, available_cores() // threads)
+    return max(1, min(jobs, max(1, request.calibration_runs)))
+
+
+def _workers(cfg: Any, request: Request) -> ProcessPoolExecutor:
+    """Fresh processes for the re-runs: each loads TensorFlow with the original's oneDNN
+    and ISA settings (read only when TensorFlow loads) and applies its thread count."""
+    jobs = _jobs(cfg, request)
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=numerics.apply_environment,
+                               initargs=(numerics.environment(cfg.train),))
+
+
+def calibrate(pool: ProcessPoolExecutor, jobs: int, container: Dict[str, Any],
+              request: Request, run_id: str, metrics: Dict[str, float],
               overrides: Sequence[str]):
-    """Re-run ``cfg`` with ``request.calibration_runs`` other seeds, as children of the
+    """Re-run the config with ``request.calibration_runs`` other seeds, as children of the
     reproduction run; return ``{metric: [values]}`` (the reproduction's own value
     first) and the new run ids."""
-    seed = int(cfg.seed)
+    seed = int(container["seed"])
     seeds = [(seed + i) % (MAX_SEED + 1) for i in range(1, request.calibration_runs + 1)]
-    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    threads = int(cfg.train.threads)
-    jobs = request.jobs or max(1, available_cores() // threads)
-    jobs = max(1, min(jobs, len(seeds)))
     print(f"\nNot identical: measuring this config's spread here with {len(seeds)} more "
           f"runs (seeds {seeds[0]}..{seeds[-1]}, {jobs} at a time)", flush=True)
-    tasks = [(container, s, request.launch_dir, list(overrides), run_id) for s in seeds]
-    if jobs == 1:
-        outcomes = [_calibration_run(*task) for task in tasks]
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            outcomes = list(pool.map(_calibration_run, *zip(*tasks)))
+    futures = []
+    for s in seeds:
+        context = JobContext(launch_dir=request.launch_dir, overrides=[*overrides, f"seed={s}"],
+                             tags={"reproduction.calibration_of": run_id,
+                                   "reproduction.seed": str(s)},
+                             parent_run_id=run_id)
+        futures.append(pool.submit(run_in_worker, {**container, "seed": s}, context))
+    outcomes = [f.result() for f in futures]
     runs: Dict[str, List[float]] = {k: [float(v)] for k, v in metrics.items()}
     for _, values in outcomes:
         for k, v in values.items():
@@ -258,15 +282,13 @@ def calibrate(cfg: Any, request: Request, run_id: str, metrics: Dict[str, float]
     return runs, [run for run, _ in outcomes]
 
 
-def _calibration_run(container: Dict[str, Any], seed: int, launch_dir: str,
-                     overrides: List[str], parent_run_id: str):
-    """One re-run with another seed (in this process or a worker process)."""
-    cfg = build_config(container, [f"seed={seed}"], "the reproduced config")
+def run_in_worker(container: Dict[str, Any], context: JobContext):
+    """One run of a checked config, in a worker process: ``(run id, final metrics)``."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    cfg = build_config(container, [], "the reproduced config")
     keras.backend.clear_session()
-    outcome = run_experiment(cfg, JobContext(
-        launch_dir=launch_dir, overrides=[*overrides, f"seed={seed}"],
-        tags={"reproduction.calibration_of": parent_run_id, "reproduction.seed": str(seed)},
-        parent_run_id=parent_run_id))
+    outcome = run_experiment(cfg, context)
     return outcome.run_id, outcome.metrics
 
 
