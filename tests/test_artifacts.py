@@ -46,6 +46,7 @@ def logged(trained_run):
     return client, run_id, artifact_paths(client, run_id)
 
 
+@pytest.mark.slow
 def test_every_artifact_is_logged_and_every_png_decodes(logged):
     client, run_id, paths = logged
     expected = set(PNGS) | {"metrics/confusion_matrix.json", "metrics/classification_report.json",
@@ -80,6 +81,7 @@ def trained_config(trained_run):
     return trained_run["config"]
 
 
+@pytest.mark.slow
 def test_confusion_matrix_and_report_agree_with_the_model(trained_run, trained_config, logged):
     import mlflow
     from sklearn.metrics import classification_report
@@ -107,6 +109,7 @@ def test_confusion_matrix_and_report_agree_with_the_model(trained_run, trained_c
             assert report[name][key] == pytest.approx(expected[name][key]), (name, key)
 
 
+@pytest.mark.slow
 def test_the_logged_model_predicts_like_the_in_memory_model(tmp_path):
     import keras
     import mlflow
@@ -141,6 +144,7 @@ def test_the_logged_model_predicts_like_the_in_memory_model(tmp_path):
 
 
 @pytest.mark.parametrize("model, convs", [("seed_tiny", 1), ("lenet5", 2)])
+@pytest.mark.slow
 def test_one_activation_image_per_conv_layer(tmp_path, model, convs):
     from mnist_experiments.workflows.experiment import JobContext, run_experiment
 
@@ -158,6 +162,7 @@ def test_one_activation_image_per_conv_layer(tmp_path, model, convs):
     assert len([p for p in stepwise if p.endswith(".png") and "conv" in p]) >= convs
 
 
+@pytest.mark.slow
 def test_viz_off_logs_no_figures(tmp_path):
     from mnist_experiments.workflows.experiment import JobContext, run_experiment
 

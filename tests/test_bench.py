@@ -12,7 +12,11 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from conftest import REPO, cli_env
+
+pytestmark = pytest.mark.slow  # runs the benchmark scripts (training)
 
 BENCHMARK = REPO / "bench" / "benchmark.py"
 

@@ -19,6 +19,7 @@ TEST_METRICS = ["test_loss", "test_accuracy", "test_precision", "test_recall",
                 "test_f1_macro", "test_f1_weighted"]
 
 
+@pytest.mark.slow
 def test_a_run_records_everything(trained_run):
     run = trained_run["run"]
     client = MlflowClient(trained_run["uri"])
@@ -104,6 +105,7 @@ def test_typos_are_rejected(tmp_path):
     assert not list(tmp_path.glob("*mlflow.db*"))  # no store, no half-built one
 
 
+@pytest.mark.slow
 def test_offline_download_fails_fast_with_a_clear_error(tmp_path):
     # No cached dataset (empty KERAS_HOME) and no network (closed proxy port).
     start = time.monotonic()
@@ -115,12 +117,14 @@ def test_offline_download_fails_fast_with_a_clear_error(tmp_path):
     assert not list(tmp_path.glob("*mlflow.db*"))  # no store, no half-built one
 
 
+@pytest.mark.slow
 def test_missing_data_path_is_a_clear_error(tmp_path):
     result = run_cli(["data=mnist", f"data.path={tmp_path}/nowhere"], tmp_path)
     assert result.returncode != 0
     assert "nowhere" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_diverging_training_marks_the_run_failed(tmp_path):
     result = run_cli([*FAST, "optimizer=sgd", "optimizer.learning_rate=1e12", "viz=off"], tmp_path)
     assert result.returncode != 0
@@ -129,6 +133,7 @@ def test_diverging_training_marks_the_run_failed(tmp_path):
     assert [r.info.status for r in runs] == ["FAILED"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_marks_the_run_killed(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "mnist_experiments", "data=digits", "train.epochs=200", "viz=off"],

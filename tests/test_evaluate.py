@@ -92,6 +92,7 @@ def _run_from_output(evaluations, key):
     return run, result["out"]
 
 
+@pytest.mark.slow
 def test_evaluating_a_run_reproduces_its_test_metrics(trained_run, evaluations):
     source = trained_run["run"]
     run, out = _run_from_output(evaluations, "own")
@@ -134,6 +135,7 @@ def test_evaluating_a_run_reproduces_its_test_metrics(trained_run, evaluations):
     assert f"{run.data.metrics['test_accuracy']:.4f}" in out
 
 
+@pytest.mark.slow
 def test_registered_model_version_on_other_data(trained_run, evaluations):
     version = evaluations["version"]
     assert str(version.version) == "1" and version.name == evaluations["name"]
@@ -156,6 +158,7 @@ def test_registered_model_version_on_other_data(trained_run, evaluations):
     assert str(mv.version) == "1"
 
 
+@pytest.mark.slow
 def test_unknown_model_is_a_clear_error(evaluations):
     result = evaluations["results"]["unknown"]
     assert result["rc"] == 2

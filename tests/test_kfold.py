@@ -42,6 +42,7 @@ def test_impossible_fold_counts_are_rejected():
         cv.check_folds(y, cfg.cv)
 
 
+@pytest.mark.slow
 def test_a_kfold_run_has_a_parent_and_one_child_per_fold(tmp_path):
     result = run_cli(["experiment=seed_kfold", "data=digits", "data.limit=400", "train.epochs=2",
                       "train.batch_size=32", "viz.max_channels=4", "mlflow.log_model=false"],
@@ -89,6 +90,7 @@ def test_a_kfold_run_has_a_parent_and_one_child_per_fold(tmp_path):
     assert {"activations/conv1.png", "activations/conv2.png", "activations/conv3.png"} <= activations
 
 
+@pytest.mark.slow
 def test_invalid_fold_counts_are_rejected_before_any_run(tmp_path):
     for args, named in ((["cv.folds=1"], "cv.folds=1"), (["cv.folds=400"], "cv.folds=400")):
         result = run_cli(["data=digits", "data.limit=300", "cv=kfold", *args], tmp_path)
@@ -97,6 +99,7 @@ def test_invalid_fold_counts_are_rejected_before_any_run(tmp_path):
     assert not list(tmp_path.glob("*mlflow.db*"))  # no store, no half-built one
 
 
+@pytest.mark.slow
 def test_a_failing_fold_fails_that_child_and_the_parent(tmp_path):
     result = run_cli(["data=digits", "data.limit=300", "train.epochs=1", "cv=kfold", "cv.folds=2",
                       "optimizer=sgd", "optimizer.learning_rate=1e12", "viz=off"], tmp_path)

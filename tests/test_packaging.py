@@ -6,9 +6,12 @@ import subprocess
 import sys
 import zipfile
 
+import pytest
 import yaml
 
 from conftest import REPO, cli_env
+
+pytestmark = pytest.mark.slow  # builds and installs a wheel, runs it
 
 
 def test_the_wheel_ships_every_config_and_runs_from_site_packages(tmp_path):

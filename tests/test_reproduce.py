@@ -136,6 +136,7 @@ def the_reproduction(uri: str, reproduces: str):
 
 
 # ------------------------------------------------------------- reproductions
+@pytest.mark.slow
 def test_reproduce_by_run_id_is_bit_identical(original, reproductions):
     result = reproductions["results"]["run_id"]
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]
@@ -171,6 +172,7 @@ def test_reproduce_by_run_id_is_bit_identical(original, reproductions):
     assert new.data.tags["overrides"] == run.data.tags["overrides"]
 
 
+@pytest.mark.slow
 def test_reproduce_from_the_hydra_run_dir(original, reproductions):
     result = reproductions["results"]["run_dir"]
     assert result.returncode == 0, result.stdout + result.stderr[-4000:]
@@ -185,6 +187,7 @@ def test_reproduce_from_the_hydra_run_dir(original, reproductions):
     assert new.data.tags["reproduces.kind"] == "run_dir"
 
 
+@pytest.mark.slow
 def test_reproduce_from_a_config_file_on_another_machine(original, reproductions):
     """Only the config file: no original metrics or data fingerprint beside it."""
     result = reproductions["results"]["config_file"]
@@ -202,6 +205,7 @@ def test_reproduce_from_a_config_file_on_another_machine(original, reproductions
     assert rows["test_accuracy"][0] == "-"  # no original value in the table
 
 
+@pytest.mark.slow
 def test_a_changed_seed_without_calibration_is_inconsistent(original, reproductions):
     result = reproductions["results"]["seed"]
     assert result.returncode == 1, result.stdout + result.stderr[-4000:]
@@ -222,6 +226,7 @@ def test_a_changed_seed_without_calibration_is_inconsistent(original, reproducti
     assert new.data.tags["reproduction.verdict"] == "INCONSISTENT"
 
 
+@pytest.mark.slow
 def test_changed_data_are_refused_before_training(original):
     """One pixel of the npz changed in place: refused, naming both fingerprints."""
     npz, run = original["npz"], original["run"]
@@ -245,6 +250,7 @@ def test_changed_data_are_refused_before_training(original):
     assert new_runs(original["uri"], before) == []
 
 
+@pytest.mark.slow
 def test_changed_data_run_with_allow_data_change(original, reproductions):
     """Another copy of the data, one pixel off: with --allow-data-change it runs, warning."""
     result = reproductions["results"]["changed_data"]
@@ -309,6 +315,7 @@ def _assert_refused(result, marker: Path, workdir: Path, *needles: str) -> None:
 
 
 @pytest.mark.parametrize("case", sorted(MALICIOUS))
+@pytest.mark.slow
 def test_a_config_that_would_run_code_is_refused(case, clean_config, tmp_path):
     import copy
 
@@ -324,6 +331,7 @@ def test_a_config_that_would_run_code_is_refused(case, clean_config, tmp_path):
     assert not store.parent.exists()  # the store was never even opened
 
 
+@pytest.mark.slow
 def test_a_python_yaml_tag_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "config.yaml"
@@ -333,6 +341,7 @@ def test_a_python_yaml_tag_is_refused(tmp_path):
     _assert_refused(result, marker, tmp_path, "not plain YAML")
 
 
+@pytest.mark.slow
 def test_a_tampered_run_dir_is_refused(original, tmp_path):
     """A student's Hydra run dir whose config names os.system and whose hydra.yaml has a
     callback: neither is run (hydra.yaml is never read)."""
@@ -350,6 +359,7 @@ def test_a_tampered_run_dir_is_refused(original, tmp_path):
     _assert_refused(result, marker, tmp_path, "Refusing optimizer._target_='os.system'")
 
 
+@pytest.mark.slow
 def test_an_override_cannot_inject_a_target(original, tmp_path):
     marker = tmp_path / "pwned"
     result = reproduce([str(original["run_dir"]), "--override", "optimizer._target_=os.system",
@@ -428,6 +438,7 @@ def test_compare_and_expect():
             _parse_expect([bad])
 
 
+@pytest.mark.slow
 def test_an_unknown_run_id_is_a_clear_error(original, tmp_path, monkeypatch, capsys):
     from mnist_experiments.commands.reproduce import main
 

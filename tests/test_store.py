@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from mnist_experiments.tracking.store import StoreCreation
 from mnist_experiments.tracking.runs import ensure_experiment
 
 
+@pytest.mark.slow
 def test_a_new_store_is_built_aside_then_installed(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with StoreCreation.start(uri, "digits") as creation:
@@ -30,6 +32,7 @@ def test_leaving_before_install_leaves_no_store(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_store_made_meanwhile_is_kept(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     with StoreCreation.start(uri, "digits") as creation:

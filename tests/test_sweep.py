@@ -6,9 +6,12 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import all_runs, run_cli, store_uri
+
+pytestmark = pytest.mark.slow  # every test runs a sweep (training) in a subprocess
 
 QUICK = ["data=digits", "data.limit=300", "train.epochs=1", "viz=off", "mlflow.log_model=false"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pytest
 
 from conftest import compose_cfg
 from mnist_experiments.training import pipeline, seeding
@@ -38,6 +39,7 @@ def test_the_pipeline_gathers_scaled_batches_in_a_seeded_order():
     assert list(np.concatenate([y for _, y in _batches(unshuffled)])) == list(range(100))
 
 
+@pytest.mark.slow
 def test_steps_per_execution_does_not_change_the_trained_model():
     runs = {}
     for steps in (1, 8):

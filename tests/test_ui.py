@@ -32,6 +32,8 @@ from ui_helpers import (
     wait_for_texts,
 )
 
+pytestmark = pytest.mark.slow  # a training run, an mlflow server and a browser
+
 WIDTH, HEIGHT = 1400, 900
 # How long the server may take to come up, and how long it should: a start slower than
 # STARTUP_BUDGET fails the health test instead of timing out the fixture.
