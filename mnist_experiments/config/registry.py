@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from mnist_experiments.errors import ConfigError
 
@@ -29,7 +32,6 @@ from mnist_experiments.errors import ConfigError
 @dataclass(frozen=True)
 class Option:
     """One choice of a config group: its name and the dataclass that types it."""
-
     name: str
     schema: type
 
@@ -50,7 +52,6 @@ class Registry:
         The field that says which option a config node is: ``_target_`` for options
         that Hydra instantiates, ``name`` for the others.
     """
-
     def __init__(self, group: str, options: Sequence[Option], key: str = "_target_"):
         self.group = group
         self.key = key
@@ -97,9 +98,6 @@ class Registry:
 
     def typed(self, node: Any, where: str = "") -> Any:
         """``node`` merged onto its option's schema: unknown keys and wrong types refused."""
-        from omegaconf import OmegaConf
-        from omegaconf.errors import OmegaConfBaseException
-
         option = self.find(node, where)
         try:
             return OmegaConf.merge(OmegaConf.structured(option.schema), node)
@@ -120,11 +118,6 @@ class Registry:
 
 
 def _plain(node: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(node, DictConfig):
-            return OmegaConf.to_container(node, resolve=False)
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(node, DictConfig):
+        return OmegaConf.to_container(node, resolve=False)
     return node

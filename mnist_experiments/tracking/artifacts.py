@@ -33,6 +33,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 import matplotlib
 import mlflow
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from mnist_experiments import figures
 from mnist_experiments.tracking.models import log_model
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 
 class Timer:
     """Seconds spent per artifact, logged as ``artifact_seconds.json``."""
-
     def __init__(self) -> None:
         self.seconds: Dict[str, float] = {}
 
@@ -98,8 +98,6 @@ def activation_figures(activations: Any, class_names: Sequence[str],
 
 def figure_to_array(fig: Any) -> np.ndarray:
     """An RGB uint8 array of a rendered figure (for step-wise ``mlflow.log_image``)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()

@@ -198,8 +198,6 @@ def load(spec: str, tracking_uri: Optional[str] = None, cwd: Optional[str] = Non
         if local:
             model_dir = Path(uri)
         else:
-            import mlflow
-
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="mnist-exp-model-"))
             try:
                 model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri,
