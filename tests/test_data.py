@@ -625,6 +625,7 @@ def test_data_modules_import_no_framework_and_form_no_cycle():
         done |= ready
 
 
+@pytest.mark.slow  # imports Keras and waits for the download to fail
 def test_keras_download_offline_is_a_clear_data_error(tmp_path):
     """No cache (KERAS_HOME=tmp_path) and a proxy on a closed local port: no network at all."""
     closed = "http://127.0.0.1:9"

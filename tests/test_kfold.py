@@ -7,8 +7,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import all_runs, compose_cfg, run_cli, store_uri
-from mnist_experiments.workflows import kfold as cv
+from mnist_experiments.data import folds as cv
 from mnist_experiments.data import load_dataset
+from mnist_experiments.config.validation import validate
 from mnist_experiments.errors import ConfigError
 
 
@@ -38,8 +39,8 @@ def test_impossible_fold_counts_are_rejected():
     with pytest.raises(ConfigError, match=r"cv\.folds=4 is more than the 3 training images of class"):
         cv.check_folds(y, cfg.cv)
     cfg = compose_cfg("cv=kfold", "cv.folds=1")
-    with pytest.raises(ConfigError, match=r"cv\.folds=1"):
-        cv.check_folds(y, cfg.cv)
+    with pytest.raises(ConfigError, match=r"cv\.folds=1 is invalid: it must be at least 2"):
+        validate(cfg)  # the schema's rule (config/cv.py), checked before any data is read
 
 
 @pytest.mark.slow

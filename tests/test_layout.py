@@ -318,8 +318,6 @@ def test_light_modules_import_nothing_heavy_at_module_level():
 MAX_LINES = 400
 
 
-@pytest.mark.xfail(strict=False, reason="modules are still being split; the lead removes this "
-                                        "marker once they are")
 def test_no_module_is_over_max_lines():
     sizes = {name: len(path.read_text().splitlines()) for name, path in MODULES.items()}
     over = sorted(((n, name) for name, n in sizes.items() if n > MAX_LINES), reverse=True)

@@ -198,6 +198,7 @@ def predictions(trained_run, tmp_path_factory):
             "run_id": run_id}
 
 
+@pytest.mark.slow
 def test_cli_json_classifies_all_three_renderings(predictions):
     p = predictions
     assert "Traceback" not in p["err"], p["err"][-3000:]
@@ -224,6 +225,7 @@ def test_cli_json_classifies_all_three_renderings(predictions):
         [by_file[f]["label"] for f in p["files"]["b"]]
 
 
+@pytest.mark.slow
 def test_cli_reports_bad_files_and_still_classifies_the_rest(predictions):
     p = predictions
     assert p["rc"] == 1  # some file failed
@@ -250,6 +252,7 @@ def predict_in_process(args) -> dict:
     return {"rc": rc, "out": out.getvalue(), "err": err.getvalue()}
 
 
+@pytest.mark.slow
 def test_bad_model_is_exit_2_with_one_clear_paragraph(predictions):
     p = predictions
     image = p["files"]["a"][0]
@@ -261,6 +264,7 @@ def test_bad_model_is_exit_2_with_one_clear_paragraph(predictions):
         assert len(bad["err"].strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_text_output_with_a_registry_alias(predictions):
     """``models:/<name>@<alias>`` (registered with models_io.register), table output."""
     from mnist_experiments.tracking import models as models_io
@@ -281,6 +285,7 @@ def test_text_output_with_a_registry_alias(predictions):
     assert [line.split()[1] for line in lines] == [json_labels[f] for f in files]
 
 
+@pytest.mark.slow
 def test_models_with_code_are_refused_even_if_unsafe_mode_was_enabled(tmp_path):
     """A .keras file with a Lambda layer (serialized code) is never deserialized."""
     import keras
