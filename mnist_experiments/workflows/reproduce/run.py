@@ -190,6 +190,7 @@ def reproduce(request: Request) -> Result:
     attach_store(original, uri)
     if original.kind == "run":
         original_cfg, cfg = check_config()
+    recorded = dict(original.metrics)  # what the store or files say, before any claim
     original.metrics.update(request.expect)
     print(f"Reproducing {original.kind.replace('_', ' ')} {original.label}"
           + (f" ({original.given})" if original.given != original.label else "")
@@ -208,7 +209,8 @@ def reproduce(request: Request) -> Result:
         client = _client(uri, required=True)
         new_run = client.get_run(run_id)
         rows = compare_metrics(original.metrics, new_run.data.metrics)
-        verdict = exact_verdict(rows, request.tolerance)
+        verdict = exact_verdict(rows, request.tolerance) or _claims_refuted(
+            compare_metrics(recorded, new_run.data.metrics), rows, request)
         if verdict is None and request.calibration_runs >= 2 and \
                 any(r.original is not None for r in rows):
             runs, ids = calibrate(pool, _jobs(cfg, request), container, request, run_id,
@@ -239,6 +241,21 @@ def reproduce(request: Request) -> Result:
         tags[f"reproduction.interval.{interval.metric}"] = f"[{interval.low:.6g}, {interval.high:.6g}]"
     _tag(client, run_id, tags)
     return result
+
+
+def _claims_refuted(recorded: List[Row], rows: List[Row], request: Request) -> Optional[Verdict]:
+    """INCONSISTENT without calibration when the re-run reproduces every metric the run
+    recorded exactly, but not a claimed one: the claim is not what this run gave."""
+    known = [r for r in recorded if r.original is not None]
+    if not known or not request.expect or any(not r.ok(request.tolerance) for r in known):
+        return None
+    wrong = [r for r in rows if r.name in request.expect and not r.ok(request.tolerance)]
+    if not wrong:
+        return None
+    return Verdict("INCONSISTENT", "the re-run reproduces the run's recorded metrics exactly, "
+                   "but not the claimed " + ", ".join(
+                       f"{r.name}={r.original:g} (the run gives {r.reproduced:.6g})"
+                       for r in wrong), [r.name for r in wrong])
 
 
 def _jobs(cfg: Any, request: Request) -> int:
