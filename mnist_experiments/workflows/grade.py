@@ -84,7 +84,7 @@ def _from_csv(path: Path) -> List[Submission]:
             sub = (row.get("submission") or "").strip()
             target = Path(sub).expanduser()
             if sub and not target.is_absolute() and (path.parent / target).exists():
-                sub = str((path.parent / target).absolute())  # relative to the CSV
+                sub = str((path.parent / target).resolve())  # relative to the CSV
             claimed = (row.get("claimed") or "").strip()
             try:
                 value = float(claimed) if claimed else None
@@ -159,7 +159,11 @@ def write_sheet(out: Path, rows: List[Dict[str, Any]]) -> None:
              + ", ".join(f"{n} {v}" for v, n in counts.items()), "",
              "| " + " | ".join(COLUMNS[:-1]) + " |", "|" + "---|" * (len(COLUMNS) - 1)]
     for r in rows:
-        cells = [str(r.get(c, "")).replace("|", "\\|").replace("\n", " ") for c in COLUMNS[:-1]]
+        shown = dict(r, provenance_differences=", ".join(  # the keys; grades.csv has it all
+            d.split(":", 1)[0] for d in str(r.get("provenance_differences") or "").split("; ")
+            if d))
+        cells = [str(shown.get(c, "")).replace("|", "\\|").replace("\n", " ")
+                 for c in COLUMNS[:-1]]
         lines.append("| " + " | ".join(cells) + " |")
     (out / "grades.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
