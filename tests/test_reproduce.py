@@ -465,3 +465,11 @@ def test_provenance_differences_are_named():
         "version.tensorflow: original '2.20.0', reproduction '2.21.0'")
     assert "reproduction not recorded" in found["version.extra"].describe()
     assert provenance.compare({}, now) == []  # nothing recorded: nothing to compare
+
+
+def test_the_command_and_the_workflow_agree_on_the_calibration_default():
+    from mnist_experiments.commands import reproduce as command
+    from mnist_experiments.workflows.reproduce import run
+
+    assert command.DEFAULT_CALIBRATION_RUNS == run.DEFAULT_CALIBRATION_RUNS
+    assert command.build_parser().parse_args(["x"]).calibration_runs == run.Request("x").calibration_runs
