@@ -4,9 +4,10 @@ An IDX file is a 4-byte big-endian magic number (two zero bytes, a type code, th
 number of dimensions), one big-endian 4-byte size per dimension, then the values in C
 order; MNIST ships four of them, gzipped. :func:`load_idx` reads one file (plain or
 gzipped) in chunks and never holds more than the header declares, and refuses a header
-that declares more than :data:`MAX_IDX_BYTES` before reading any data, so a damaged or
-hostile file (a gzip "bomb") fails with a :class:`~mnist_experiments.errors.DataError`
-instead of exhausting memory.
+that declares more than :data:`MAX_IDX_BYTES` before reading any data;
+:func:`load_idx_dir` reads the four headers first and refuses image and label counts
+that differ before reading any data. So a damaged or hostile file (a gzip "bomb")
+fails with a :class:`~mnist_experiments.errors.DataError` instead of exhausting memory.
 
 NumPy only.
 """
@@ -19,7 +20,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, List, Optional
+from typing import Any, BinaryIO, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -49,9 +50,11 @@ _IDX_FILES = {
     "y_test": ("t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"),
 }
 
-# The most data one IDX file may declare: 2 GiB (the largest MNIST file, the training
-# images, holds 47 MB). A header that declares more is refused before any data are read.
-MAX_IDX_BYTES = 2 << 30
+# The most data one IDX file may declare: 256 MiB. The largest MNIST file (the training
+# images) holds 47 MB, EMNIST Digits' 188 MB; the data pipeline holds a few float copies
+# of the images, so 2 GiB (the earlier limit) let a 2 MB gzip "bomb" take 2 GiB before
+# any error. A header that declares more is refused before any data are read.
+MAX_IDX_BYTES = 256 << 20
 _CHUNK = 1 << 20  # read (and decompress) 1 MiB at a time
 
 
@@ -83,7 +86,10 @@ def load_idx(path: Any, *, expected_magic: Optional[int] = None) -> np.ndarray:
         fewer or more bytes than its header declares, or declares more than
         :data:`MAX_IDX_BYTES` of data.
     """
-    path = Path(path)
+    return _open_idx(Path(path), expected_magic)
+
+
+def _open_idx(path: Path, expected_magic: Optional[int], header_only: bool = False) -> Any:
     try:
         raw = open(path, "rb")
     except FileNotFoundError:
@@ -95,7 +101,7 @@ def load_idx(path: Any, *, expected_magic: Optional[int] = None) -> np.ndarray:
         raw.seek(0)
         stream: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
         try:
-            return _read_idx(stream, path, expected_magic, compressed)
+            return _read_idx(stream, path, expected_magic, compressed, header_only)
         except (OSError, EOFError, zlib.error) as exc:
             if not compressed:
                 raise _unreadable(path, exc) from exc
@@ -110,10 +116,21 @@ def _unreadable(path: Path, exc: Exception) -> DataError:
     return DataError(f"Could not read {path}: {exc}. Check the file and its permissions.")
 
 
-def _read_idx(
-    stream: BinaryIO, path: Path, expected_magic: Optional[int], compressed: bool
-) -> np.ndarray:
-    """Parse the header, check what it declares, then read exactly that much data."""
+def idx_shape(path: Any, *, expected_magic: Optional[int] = None) -> Tuple[int, ...]:
+    """The shape an IDX file's header declares, checked like :func:`load_idx` does, but
+    without reading its data (a gzipped file is decompressed only as far as its header).
+
+    Raises
+    ------
+    DataError
+        As :func:`load_idx`, for everything that the header alone shows.
+    """
+    return _open_idx(Path(path), expected_magic, header_only=True)
+
+
+def _read_header(stream: BinaryIO, path: Path,
+                 expected_magic: Optional[int]) -> Tuple[Tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, header size) of an IDX stream, checked."""
     head = _read_up_to(stream, 4)
     if len(head) < 4:
         raise DataError(
@@ -150,10 +167,21 @@ def _read_idx(
     if expected_bytes > MAX_IDX_BYTES:
         raise DataError(
             f"IDX file {path} declares shape {tuple(shape)}, i.e. {expected_bytes} bytes "
-            f"of data, more than the {MAX_IDX_BYTES} bytes (2 GiB, MAX_IDX_BYTES) an IDX "
-            "file may hold (MNIST's largest holds 47 MB), so it was not read: its header "
-            "is damaged or it is not an MNIST file; download it again."
+            f"of data, more than the {MAX_IDX_BYTES} bytes ({MAX_IDX_BYTES >> 20} MiB, "
+            "MAX_IDX_BYTES in mnist_experiments/data/idx.py) an IDX file may hold "
+            "(MNIST's largest holds 47 MB), so it was not read: its header is damaged or "
+            "it is not an MNIST-sized data set; download it again."
         )
+    return shape, dtype, header_size
+
+
+def _read_idx(stream: BinaryIO, path: Path, expected_magic: Optional[int], compressed: bool,
+              header_only: bool = False) -> Any:
+    """Parse the header, check what it declares, then read exactly that much data."""
+    shape, dtype, header_size = _read_header(stream, path, expected_magic)
+    expected_bytes = math.prod(shape) * dtype.itemsize
+    if header_only:
+        return shape
     if not compressed:  # the file's size tells, before anything is allocated
         found_bytes = os.fstat(stream.fileno()).st_size - header_size
         if found_bytes != expected_bytes:
@@ -282,10 +310,12 @@ def load_idx_dir(directory: Any) -> RawData:
             "t10k-labels-idx1-ubyte, each possibly gzipped (.gz); add the missing ones or "
             "point data.path at the right directory."
         )
-    arrays = {
-        key: load_idx(path, expected_magic=IDX_IMAGES_MAGIC if key[0] == "x" else IDX_LABELS_MAGIC)
-        for key, path in files.items()
-    }
+    magics = {key: IDX_IMAGES_MAGIC if key[0] == "x" else IDX_LABELS_MAGIC for key in files}
+    # the four headers first: a mismatch is refused before any file's data are read
+    shapes = {key: idx_shape(path, expected_magic=magics[key]) for key, path in files.items()}
+    for images, labels in (("x_train", "y_train"), ("x_test", "y_test")):
+        _check_shapes(files[images], shapes[images], files[labels], shapes[labels])
+    arrays = {key: load_idx(path, expected_magic=magics[key]) for key, path in files.items()}
     x_train, y_train = check_pair(
         arrays["x_train"], arrays["y_train"], str(files["x_train"]), str(files["y_train"])
     )
@@ -293,6 +323,16 @@ def load_idx_dir(directory: Any) -> RawData:
         arrays["x_test"], arrays["y_test"], str(files["x_test"]), str(files["y_test"])
     )
     return RawData(x_train, y_train, x_test, y_test, source=f"idx:{directory}")
+
+
+def _check_shapes(images: Path, image_shape: Tuple[int, ...], labels: Path,
+                  label_shape: Tuple[int, ...]) -> None:
+    """Image and label counts, from the headers alone (the rest is checked on the data)."""
+    if len(label_shape) == 1 and image_shape[0] != label_shape[0]:
+        raise DataError(
+            f"{images} holds {image_shape[0]} images but {labels} holds {label_shape[0]} "
+            "labels (as their headers declare, so neither was read); they must match one "
+            "to one. The two files do not belong together, or one is incomplete.")
 
 
 def _describe_magic(magic: int) -> str:
