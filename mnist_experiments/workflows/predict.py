@@ -2,37 +2,40 @@
 
 Each picture is turned into an MNIST-style image (:mod:`mnist_experiments.data.images`)
 and classified by the model; a file that cannot be read gets an error entry and the
-others are still classified.
+others are still classified. The command preprocesses the files first
+(:func:`~mnist_experiments.data.images.preprocess_files`: light, no TensorFlow) and
+loads the model only if some file can be classified, so a missing or oversized file is
+reported at once instead of after the model's ~10 s of loading.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from mnist_experiments.data.images import ImageError, preprocess_file
+from mnist_experiments.data.images import preprocess_files
 from mnist_experiments.training.evaluation import predict_proba
 
 
-def classify(model: Any, class_names: Sequence[str], paths: Sequence[str]) -> List[Dict[str, Any]]:
+def classify(model: Any, class_names: Sequence[str], paths: Sequence[str],
+             prepared: Optional[Sequence[Union[np.ndarray, str]]] = None
+             ) -> List[Dict[str, Any]]:
     """Preprocess and classify ``paths``: one result dict per path, in order.
 
-    A file that cannot be read gives ``{"file", "error"}``; the others
+    ``prepared`` is what :func:`~mnist_experiments.data.images.preprocess_files` gave
+    for ``paths`` (computed here if None). A file that cannot be read gives
+    ``{"file", "error"}``; the others
     ``{"file", "label", "class_name", "probability", "probabilities"}``.
     """
+    prepared = preprocess_files(paths) if prepared is None else prepared
     results: List[Dict[str, Any]] = []
     images, slots = [], []
-    for path in paths:
-        try:
-            images.append(preprocess_file(path))
-        except ImageError as exc:
-            results.append({"file": path, "error": str(exc)})
+    for path, item in zip(paths, prepared):
+        if isinstance(item, str):
+            results.append({"file": path, "error": item})
             continue
-        except Exception as exc:  # never let one odd file stop the others
-            results.append({"file": path, "error": f"{path}: cannot be processed "
-                                                   f"({type(exc).__name__}: {exc})."})
-            continue
+        images.append(item)
         slots.append(len(results))
         results.append({"file": path})
     if images:
@@ -46,5 +49,3 @@ def classify(model: Any, class_names: Sequence[str], paths: Sequence[str]) -> Li
                 "probabilities": [float(p) for p in row],
             })
     return results
-
-
