@@ -9,6 +9,7 @@ command line and the full description live in :mod:`mnist_experiments.commands.e
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import fields
 from importlib import resources
@@ -28,6 +29,8 @@ from mnist_experiments.tracking import artifacts, provenance
 from mnist_experiments.tracking import runs as tracking
 from mnist_experiments.tracking.store import resolve_tracking_uri
 from mnist_experiments.training.evaluation import evaluate as evaluate_model
+
+logger = logging.getLogger(__name__)
 
 def data_groups() -> List[str]:
     """The options of the packaged ``data`` config group (``mnist``, ``digits``, ...)."""
@@ -68,6 +71,27 @@ def eval_overrides(run_config: Optional[Dict[str, Any]],
     return base + list(user), origin, warnings
 
 # ------------------------------------------------------------------- evaluation
+def class_names_mismatch(run_config: Optional[Dict[str, Any]], data_cfg: Any) -> str:
+    """One line if the model's run recorded class names other than ``data_cfg``'s, else ""
+    (a digits model evaluated on Fashion-MNIST: its label 3 means "3", the data's "Dress")."""
+    data = (run_config or {}).get("data")
+    trained = data.get("class_names") if isinstance(data, dict) else None
+    if not isinstance(trained, list):
+        return ""  # the run recorded none: nothing to compare
+    trained = [str(n) for n in trained]
+    evaluated = [str(n) for n in data_cfg.class_names]
+    if trained == evaluated:
+        return ""
+    return (f"Class names differ: the model was trained on classes {_names(trained)} (data "
+            f"{data.get('name', '?')}) but the evaluation data {data_cfg.name} names its "
+            f"classes {_names(evaluated)}: the metrics compare labels by number only.")
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:10])
+    return f"[{shown}{', ...' if len(names) > 10 else ''}]"
+
+
 def _short(loaded: Any) -> str:
     uri = loaded.uri
     if uri.startswith("runs:/"):
@@ -85,6 +109,9 @@ def evaluate(loaded: Any, cfg: Any, overrides: Sequence[str], origin: str,
     ``source_run`` (the model's run, or None) and ``same_data`` (bool or None).
     """
     launch_dir = launch_dir or os.getcwd()
+    mismatch = class_names_mismatch(loaded.run_config, cfg.data)
+    if mismatch:
+        logger.warning(mismatch)
     dataset = load_dataset(cfg.data, int(cfg.seed))  # DataError before any run exists
     n_out = int(loaded.model.outputs[0].shape[-1])
     if n_out != len(dataset.class_names):
