@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_module
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
+from mnist_experiments.config.groups import check_group_overrides
 from mnist_experiments.config.schema import register_configs
 from mnist_experiments.config.validation import validate
 from mnist_experiments.errors import ConfigError, UserError
@@ -44,6 +45,7 @@ def compose_config(overrides: Sequence[str], user: Optional[Sequence[str]] = Non
     in the error message if composition fails.
     """
     register_configs()
+    check_group_overrides(overrides)  # data=null: Hydra's bare ValueError otherwise
 
     try:
         with initialize_config_module(CONFIG_MODULE, version_base="1.3"):

@@ -18,6 +18,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mnist_experiments.config.keys import check_keys
 from mnist_experiments.config.options import REGISTRIES
 from mnist_experiments.config.safety import check_targets
 from mnist_experiments.config.schema import Config
@@ -174,6 +175,8 @@ def build_config(container: Dict[str, Any], overrides: Sequence[str], where: str
         where = f"{where} with --override {' '.join(overrides)}"
         check_plain(container, where)
 
+    # the same refusal of unknown keys as mnist-exp's, before the schema merge
+    check_keys(container, where=f"In the config {where}: ")
     body = dict(container)
     options = {registry.group: body.pop(registry.group, None) for registry in REGISTRIES}
     try:

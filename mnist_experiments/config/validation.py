@@ -2,9 +2,12 @@
 
 :func:`validate` is the one gate every command passes (``mnist-exp``, reproduce,
 evaluate, grade): it types the ``optimizer`` and ``cv`` options by their registries,
-refuses ``_target_`` values off the allow-list, checks every range rule declared on the
-schema's fields (:mod:`.rules`) and the cross-field rules, and reports every problem
-at once, each naming the key, the bad value and a fix.
+refuses ``_target_`` values off the allow-list and every key the schema does not know
+(:mod:`.keys`, also those added with Hydra's ``+``), checks every range rule declared on
+the schema's fields (:mod:`.rules`) and the cross-field rules (the image stays at least
+1x1, the parameter count stays under :data:`.capacity.MAX_PARAMETERS`, registry names
+MLflow accepts, :mod:`.names`), and reports every problem at once, each naming the key,
+the bad value and a fix.
 """
 
 from __future__ import annotations
@@ -15,22 +18,16 @@ from typing import Any, List, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from mnist_experiments.config.capacity import capacity_problems, conv_output_size
 from mnist_experiments.config.cv import CROSS_VALIDATION
+from mnist_experiments.config.groups import missing_group_problems
+from mnist_experiments.config.keys import check_keys
+from mnist_experiments.config.names import registry_problems
 from mnist_experiments.config.optimizer import OPTIMIZERS
 from mnist_experiments.config.rules import field_bounds, problem
 from mnist_experiments.config.safety import check_targets
 from mnist_experiments.config.schema import IMAGE_SIZE, Config
 from mnist_experiments.errors import ConfigError
-
-
-def conv_output_size(size: int, block: Any) -> int:
-    """Spatial size after one conv block (padding, then pooling)."""
-    padding = getattr(block.padding, "value", block.padding)
-    if padding == "valid":
-        size = size - block.kernel_size + 1
-    if block.pool_size:
-        size = size // block.pool_size
-    return size
 
 
 def field_problems(schema: type, node: Any, prefix: str = "") -> List[str]:
@@ -90,6 +87,9 @@ def _cross_field_problems(cfg: DictConfig) -> List[str]:
             )
             break
         size = new_size
+    else:  # the image stays at least 1x1: the sizes are known, so is the cost
+        problems += capacity_problems(m)
+    problems += registry_problems(cfg.mlflow)
     return problems
 
 
@@ -111,6 +111,10 @@ def validate(cfg: DictConfig) -> DictConfig:
         Naming every bad value and how to fix it. Nothing has been built or logged.
     """
     check_targets(cfg)
+    missing = missing_group_problems(cfg)
+    if missing:
+        raise ConfigError("Invalid config: " + " ".join(missing))
+    check_keys(cfg)  # +train.epoch=3 would be ignored: refused, with train.epochs suggested
     cfg.optimizer = OPTIMIZERS.typed(cfg.optimizer)
     cfg.cv = CROSS_VALIDATION.typed(cfg.cv)
     problems = field_problems(Config, cfg)
