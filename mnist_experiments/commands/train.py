@@ -19,7 +19,9 @@ from omegaconf import DictConfig
 from mnist_experiments.compat import share_config_repository_for_help
 from mnist_experiments.config.schema import register_configs
 from mnist_experiments.config.validation import validate
-from mnist_experiments.launch import numerics
+from mnist_experiments.errors import disk_full_error, no_space_left
+from mnist_experiments.launch import numerics, signals
+from mnist_experiments.launch.callback import MlflowSweepCallback
 from mnist_experiments.launch.context import JobContext
 
 CONFIG_PATH = "pkg://mnist_experiments.conf"
@@ -31,17 +33,15 @@ if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
     share_config_repository_for_help()
 
 
-def _sigterm_as_interrupt(signum, frame):  # pragma: no cover - exercised by a subprocess test
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
 def app(cfg: DictConfig) -> Optional[float]:
     """Train and evaluate the configured model; return the objective for sweepers."""
-    try:
-        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    except ValueError:  # not in the main thread (e.g. a launcher's worker thread)
-        pass
+    # a launcher's worker process runs jobs without main(): it handles signals here
+    with signals.handled():
+        return _job(cfg)
+
+
+def _job(cfg: DictConfig) -> Optional[float]:
     # TensorFlow's C++ start-up chatter hides the run's own log lines.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     context = JobContext.from_hydra()
@@ -51,7 +51,20 @@ def app(cfg: DictConfig) -> Optional[float]:
     with context.start_store_creation(cfg) as creation:
         from mnist_experiments.workflows.experiment import run_experiment  # heavy
 
-        return run_experiment(cfg, context, creation).objective
+        try:
+            return run_experiment(cfg, context, creation).objective
+        except Exception as exc:  # noqa: BLE001 - only a full disk is translated
+            if no_space_left(exc):
+                raise disk_full_error(exc, _store_dir(cfg, context)) from None
+            raise
+
+
+def _store_dir(cfg: DictConfig, context: JobContext) -> str:
+    from mnist_experiments.tracking.store import resolve_tracking_uri, sqlite_file
+
+    db = sqlite_file(context.tracking_uri
+                     or resolve_tracking_uri(cfg.mlflow.tracking_uri, context.launch_dir))
+    return str(db.parent) if db is not None else context.launch_dir
 
 
 def main() -> None:
@@ -61,12 +74,37 @@ def main() -> None:
     exits at once instead of spending ~2 s in TensorFlow's interpreter teardown.
     Errors and multiruns (whose launchers may own worker processes) exit normally.
     """
-    app()
+    with signals.handled():
+        try:
+            app()
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM, the runs already ended KILLED
+            sys.exit(stopped(exc))
     if "tensorflow" in sys.modules and not {"-m", "--multirun"} & set(sys.argv[1:]):
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+def stopped(exc: BaseException) -> int:
+    """After a signal: stop a sweep's workers and end its runs, say so in one line and
+    return the conventional exit status (130 for SIGINT, 143 for SIGTERM)."""
+    with signals.deferred():
+        summary = MlflowSweepCallback.stop_active(signals.signal_of(exc))
+        if summary is None:
+            summary = describe_last_run()
+    name = signal.Signals(signals.signal_of(exc)).name
+    print(f"mnist-exp: stopped by {name}; {summary}", file=sys.stderr, flush=True)
+    return signals.exit_status(exc)
+
+
+def describe_last_run() -> str:
+    """What the signal left behind in a single run."""
+    runs = sys.modules.get("mnist_experiments.tracking.runs")
+    ended = getattr(runs, "last_ended", None)
+    if not ended:
+        return "it stopped before an MLflow run was started; nothing was recorded."
+    return f"run {ended['run_id']} is {ended['status']}. {ended['where']}"
 
 
 if __name__ == "__main__":

@@ -9,8 +9,11 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import signal
 import time
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
@@ -20,17 +23,41 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mnist_experiments.errors import UserError
-from mnist_experiments.tracking.store import artifact_root_for
+from mnist_experiments.launch import signals
+from mnist_experiments.tracking import liveness
+from mnist_experiments.tracking.owner import END_REASON_TAG
+from mnist_experiments.tracking.preflight import StoreError, check_store
+from mnist_experiments.tracking.store import artifact_root_for, sqlite_file
+
+log = logging.getLogger(__name__)
+# MLflow's SQL store logs every database error, with its traceback, before raising it:
+# the raised error is what we report (as one paragraph where it is the user's to fix)
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+
+# the last top-level run this process ended: what a stopped command reports
+last_ended: Optional[Dict[str, str]] = None
 
 
 def ensure_experiment(uri: str, name: str) -> str:
+    """Create (once) and return the id of experiment ``name`` in the store at ``uri``;
+    end the store's runs whose process died (:func:`liveness.repair`)."""
+    experiment_id = _create_experiment(uri, name)
+    liveness.repair(MlflowClient(uri))
+    return experiment_id
+
+
+def _create_experiment(uri: str, name: str) -> str:
     """Create (once) and return the id of experiment ``name`` in the store at ``uri``.
 
     Safe to call from several processes: a lost creation race reads the winner's id.
+    The store is checked first (:func:`~mnist_experiments.tracking.preflight.check_store`:
+    seconds, not MLflow's minutes of retries); any error of the store itself is one
+    :class:`~mnist_experiments.tracking.preflight.StoreError` naming it, never a traceback.
     """
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
+    check_store(uri)
     try:
+        mlflow.set_tracking_uri(uri)
+        client = MlflowClient(uri)
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
             if experiment.lifecycle_stage == "deleted":
@@ -47,12 +74,17 @@ def ensure_experiment(uri: str, name: str) -> str:
             if experiment is None:
                 raise
             return experiment.experiment_id
-    except MlflowException as exc:
-        raise UserError(
-            f"Cannot use the MLflow tracking store {uri!r}: {str(exc).splitlines()[0]} "
-            "Check mlflow.tracking_uri (or $MLFLOW_TRACKING_URI), e.g. "
-            "mlflow.tracking_uri=sqlite:///mlflow.db or http://127.0.0.1:5000."
-        ) from exc
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - MLflow, SQLAlchemy, requests: the store failed
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        raise StoreError(
+            f"Cannot use the MLflow tracking store {uri}: {type(exc).__name__}: {first}. "
+            "Check that it is an MLflow store you may write to, or point mnist-exp at "
+            "another one with mlflow.tracking_uri=sqlite:////abs/path/mlflow.db (or "
+            "--tracking-uri for the other commands, or $MLFLOW_TRACKING_URI), or "
+            "http://host:5000 for a tracking server."
+        ) from None
 
 
 @contextlib.contextmanager
@@ -63,23 +95,73 @@ def tracked_run(
     parent_run_id: Optional[str] = None,
     nested: bool = False,
 ) -> Iterator[mlflow.ActiveRun]:
-    """Start a run and end it FINISHED, FAILED or KILLED (never left RUNNING)."""
+    """Start a run and end it FINISHED, FAILED or KILLED (never left RUNNING).
+
+    The run records its owner (host, pid, process start) and keeps a heartbeat, so
+    that if this process dies without ending it (SIGKILL, the OOM killer, a full disk),
+    the next command that opens the store ends it (:mod:`.liveness`). The final status
+    is written with signals held back (:func:`~mnist_experiments.launch.signals.deferred`);
+    a top-level run ends with one line naming it, its status and where to look at it.
+    """
     run = mlflow.start_run(
         experiment_id=experiment_id,
         run_name=run_name,
-        tags=dict(tags or {}),
+        tags={**liveness.owner_tags(), **dict(tags or {})},
         parent_run_id=parent_run_id,
         nested=nested,
     )
-    status = RunStatus.to_string(RunStatus.FAILED)
+    status, reason = RunStatus.to_string(RunStatus.FAILED), None
+    heartbeat = liveness.Heartbeat(run.info.run_id).__enter__()
     try:
         yield run
         status = RunStatus.to_string(RunStatus.FINISHED)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         status = RunStatus.to_string(RunStatus.KILLED)
+        reason = f"interrupted by {signal.Signals(signals.signal_of(exc)).name}"
+        raise
+    except BaseException as exc:
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
         raise
     finally:
+        heartbeat.__exit__()
+        with signals.deferred():
+            _end(run, status, reason, quiet=nested)
+
+
+def _end(run: mlflow.ActiveRun, status: str, reason: Optional[str], quiet: bool) -> None:
+    """End the active run; if the store refuses (a full disk), say so in one line and
+    leave the run to :func:`liveness.repair` rather than hide the error being raised."""
+    run_id = run.info.run_id
+    try:
+        if reason:
+            mlflow.set_tag(END_REASON_TAG, reason)
         mlflow.end_run(status)
+    except Exception as exc:  # noqa: BLE001 - the run's own error matters more
+        log.error("could not mark run %s %s in the store (%s); the next mnist-exp on this "
+                  "host ends it", run_id, status, str(exc).splitlines()[0][:200])
+        with contextlib.suppress(Exception):
+            mlflow.end_run(status)  # at least leave MLflow's active-run stack clean
+        return
+    if quiet:
+        return
+    global last_ended
+    where = where_to_look(mlflow.get_tracking_uri(), run.info.experiment_id, run_id)
+    last_ended = {"run_id": run_id, "status": status, "where": where}
+    if status != "KILLED":  # a stopped command says it in its own last line
+        log.info("run %s %s. %s", run_id, status, where)
+
+
+def where_to_look(uri: str, experiment_id: str, run_id: str) -> str:
+    """How a user opens a run in the MLflow UI."""
+    page = f"#/experiments/{experiment_id}/runs/{run_id}"
+    if uri.startswith(("http://", "https://")):
+        return f"See it at {uri.rstrip('/')}/{page}"
+    db = sqlite_file(uri)
+    if db is not None and db == Path.cwd() / "mlflow.db":
+        command = "mlflow ui"
+    else:
+        command = f"mlflow ui --backend-store-uri {uri}"
+    return f"See it: {command}, then open http://127.0.0.1:5000/{page}"
 
 
 class BackgroundMetrics:

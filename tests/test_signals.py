@@ -1,0 +1,104 @@
+"""Ctrl-C and SIGTERM at any moment: every run ends in a terminal state, the command says
+so in one line, exits 130 (SIGINT) or 143 (SIGTERM), prints no traceback and leaves no
+worker process behind. Real processes, real signals, real sweeps (sequential and joblib).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+
+from conftest import store_uri
+from faults import Job, run_statuses
+
+pytestmark = pytest.mark.slow
+
+LONG = ["data=digits", "train.epochs=200", "viz=off", "mlflow.log_model=false"]
+EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def _assert_stopped(job: Job, signum: int, output: str) -> str:
+    assert job.returncode == EXIT[signum], output
+    assert "Traceback" not in output, output
+    last = output.strip().splitlines()[-1]
+    assert last.startswith(f"mnist-exp: stopped by {signal.Signals(signum).name}"), output
+    return last
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_training_ends_the_run_killed(tmp_path, signum):
+    job = Job(LONG, tmp_path)
+    job.wait_for("epoch 2/200")
+    job.signal(signum, group=signum == signal.SIGINT)  # Ctrl-C reaches the whole group
+    last = _assert_stopped(job, signum, job.finish())
+    (status, reason), = run_statuses(store_uri(tmp_path)).values()
+    assert status == "KILLED"
+    assert reason == f"interrupted by {signal.Signals(signum).name}"
+    assert "is KILLED" in last and "mlflow ui" in last
+
+
+def test_sigterm_during_start_up_and_store_creation_records_nothing(tmp_path):
+    job = Job(LONG, tmp_path)
+    # the store helper is building the fresh store while the job imports TensorFlow
+    job.wait_until(lambda: any(tmp_path.glob(".mlflow.db.*.creating")))
+    job.signal(signal.SIGTERM)
+    last = _assert_stopped(job, signal.SIGTERM, job.finish())
+    assert "nothing was recorded" in last
+    time.sleep(1)  # the helper is stopped and its temporary file removed
+    assert not list(tmp_path.glob(".mlflow.db*")), list(tmp_path.iterdir())
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_second_ctrl_c_while_the_run_ends_still_ends_it(tmp_path):
+    job = Job(LONG, tmp_path)
+    job.wait_for("epoch 2/200")
+    job.signal(signal.SIGINT, group=True)
+    job.signal(signal.SIGINT, group=True)
+    output = job.finish()
+    assert job.returncode == 130, output
+    assert [s for s, _ in run_statuses(store_uri(tmp_path)).values()] == ["KILLED"]
+
+
+def _sweep(tmp_path, *extra):
+    return Job(["-m", *LONG[:-1], "train.epochs=40", "seed=1,2,3,4",
+                f"hydra.sweep.dir={tmp_path / 'sweep'}", *extra], tmp_path)
+
+
+def test_ctrl_c_at_a_job_boundary_stops_a_sequential_sweep(tmp_path):
+    job = _sweep(tmp_path)
+    job.wait_until(lambda: (tmp_path / "sweep" / "0" / "job.json").exists())
+    job.signal(signal.SIGINT, group=True)
+    last = _assert_stopped(job, signal.SIGINT, job.finish())
+    statuses = run_statuses(store_uri(tmp_path))
+    parent = next(v for k, v in statuses.items() if k.startswith("sweep-"))
+    assert parent == ("KILLED", "interrupted by SIGINT")
+    jobs = [s for k, (s, _) in statuses.items() if not k.startswith("sweep-")]
+    assert jobs and "FINISHED" in jobs and "RUNNING" not in jobs
+    assert len(jobs) < 4  # the sweep stopped: not every job ran
+    assert "sweep parent run" in last and "KILLED" in last
+    assert (tmp_path / "sweep" / "summary.md").exists()
+    assert json.loads((tmp_path / "sweep" / "0" / "job.json").read_text())["status"] == "FINISHED"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "SIGTERM"])
+def test_a_signal_stops_a_joblib_sweep_and_its_workers(tmp_path, signum):
+    job = _sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    job.wait_until(lambda: len(list((tmp_path / "sweep").glob("*/train.log"))) == 2
+                   and all("epoch 2/" in p.read_text()
+                           for p in (tmp_path / "sweep").glob("*/train.log")))
+    workers = job.session_processes()
+    assert len(workers) >= 3  # the launcher and its two workers (and loky's helpers)
+    job.signal(signum, group=signum == signal.SIGINT)
+    last = _assert_stopped(job, signum, job.finish())
+    statuses = run_statuses(store_uri(tmp_path))
+    assert {s for s, _ in statuses.values()} == {"KILLED"}, statuses
+    children = [reason for k, (_, reason) in statuses.items() if not k.startswith("sweep-")]
+    assert len(children) == 2
+    assert all(r.startswith("interrupted by") for r in children), children  # ended by the job
+    assert "2 KILLED" in last
+    time.sleep(2)
+    assert job.session_processes() == [], "orphaned worker processes"
+    assert "killed (interrupted" in (tmp_path / "sweep" / "summary.md").read_text()
