@@ -35,11 +35,17 @@ def refused(*overrides: str) -> str:
 
 
 def run_measured(code: str, *args: str, cwd: Path = REPO, timeout: float = 120):
-    """Run ``code`` in a fresh Python; its stdout ends with 'PEAK_MIB <peak RSS>'."""
+    """Run ``code`` in a fresh Python; return its result and its peak RSS in MiB.
+
+    The peak is the process' own high-water mark (VmHWM): getrusage's ru_maxrss would
+    carry over the RSS of the pytest process it was forked from, across exec.
+    """
     code = textwrap.dedent(code) + textwrap.dedent("""
-        import resource, sys
+        import re, sys
         sys.stdout.flush()
-        print("PEAK_MIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+        with open("/proc/self/status") as status:
+            hwm = int(re.search(r"VmHWM:\\s+(\\d+) kB", status.read()).group(1))
+        print("PEAK_MIB", hwm // 1024)
         """)
     result = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=cli_env(),
                             capture_output=True, text=True, timeout=timeout)
@@ -271,6 +277,18 @@ def test_a_model_over_the_parameter_limit_is_refused():
     assert "model 'seed_cnn' has 1,761,055,754 parameters" in text, text
     assert f"the limit of {MAX_PARAMETERS:,}" in text
     validate(compose_cfg("model.dense_layers.0.units=1000"))  # 1.6 M parameters: fine
+
+
+def test_a_batch_whose_layer_outputs_would_not_fit_is_refused():
+    """Few parameters (900,000) but 98 million layer outputs per image."""
+    from mnist_experiments.config.capacity import MAX_BATCH_ACTIVATIONS, count_activations
+
+    assert count_activations(compose_cfg("model=seed_tiny").model) == 26 * 26 * 2 + 13 * 13 * 2
+    text = refused("model.conv_blocks.0.filters=100000", "model.conv_blocks.0.padding=same")
+    assert "98,012,608 values per image" in text and "train.batch_size=32" in text, text
+    assert f"the limit of {MAX_BATCH_ACTIVATIONS:,}" in text
+    validate(compose_cfg("model=bn_cnn", "train.batch_size=4096"))  # 1.0 billion: fine
+    assert "train.batch_size=8192" in refused("model=bn_cnn", "train.batch_size=8192")
 
 
 def test_the_cli_refuses_a_huge_model_in_little_memory(tmp_path):

@@ -88,7 +88,7 @@ def _cross_field_problems(cfg: DictConfig) -> List[str]:
             break
         size = new_size
     else:  # the image stays at least 1x1: the sizes are known, so is the cost
-        problems += capacity_problems(m)
+        problems += capacity_problems(m, cfg.train.batch_size)
     problems += registry_problems(cfg.mlflow)
     return problems
 
