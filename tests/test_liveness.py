@@ -20,7 +20,7 @@ from conftest import FAST, all_runs, run_cli, store_uri
 from faults import Job, resize, run_statuses, small_filesystem
 from mnist_experiments.tracking import liveness
 from mnist_experiments.tracking.owner import (
-    HEARTBEAT_TAG, HOST_TAG, PID_TAG, START_TAG, Owner, process_start, stale_creation,
+    HEARTBEAT_TAG, HOST_TAG, NAMESPACE_TAG, PID_TAG, START_TAG, Owner, process_start, stale_creation,
 )
 from mnist_experiments.tracking.store import remove_stale_creations
 
@@ -48,7 +48,8 @@ def _builders(temporary) -> list:
 def test_an_owner_is_alive_only_while_its_process_runs():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        owner = Owner(Owner.this_process().host, child.pid, process_start(child.pid))
+        me = Owner.this_process()
+        owner = Owner(me.host, child.pid, process_start(child.pid), me.namespace)
         tags = owner.tags()
         assert owner.alive() and liveness.why_dead(tags) is None
         # the same pid with another start time: the pid was reused by another process
@@ -68,6 +69,10 @@ def test_a_run_on_another_host_is_dead_only_when_its_heartbeat_is_older_than_the
     assert liveness.why_dead({**tags, HEARTBEAT_TAG: str(now - 60_000)}, now) is None
     old = now - int(liveness.lease_seconds() * 1000) - 1000
     assert "no heartbeat" in liveness.why_dead({**tags, HEARTBEAT_TAG: str(old)}, now)
+    # a container on this host (same host name, its own pids): judged by its heartbeat too
+    container = {**Owner.this_process().tags(), PID_TAG: str(_dead_pid()),
+                 NAMESPACE_TAG: "pid:[1]", HEARTBEAT_TAG: str(now - 60_000)}
+    assert liveness.why_dead(container, now) is None
 
 
 def test_stale_temporary_stores_are_removed_and_live_ones_kept(tmp_path):

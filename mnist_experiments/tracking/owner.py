@@ -19,6 +19,7 @@ from typing import Mapping, Optional
 HOST_TAG = "mnist_exp.host"
 PID_TAG = "mnist_exp.pid"
 START_TAG = "mnist_exp.process_start"
+NAMESPACE_TAG = "mnist_exp.pid_namespace"
 HEARTBEAT_TAG = "mnist_exp.heartbeat"
 END_REASON_TAG = "mnist_exp.end_reason"
 
@@ -26,6 +27,14 @@ END_REASON_TAG = "mnist_exp.end_reason"
 def _boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def pid_namespace() -> str:
+    """This process's pid namespace (containers on one host each have their own)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
     except OSError:
         return ""
 
@@ -61,25 +70,30 @@ class Owner:
     host: str
     pid: int
     start: str
+    namespace: str = ""
 
     @classmethod
     def this_process(cls) -> "Owner":
-        return cls(socket.gethostname(), os.getpid(), process_start(os.getpid()) or "?")
+        return cls(socket.gethostname(), os.getpid(), process_start(os.getpid()) or "?",
+                   pid_namespace())
 
     @classmethod
     def from_tags(cls, tags: Mapping[str, str]) -> Optional["Owner"]:
         try:
-            return cls(tags[HOST_TAG], int(tags[PID_TAG]), tags[START_TAG])
+            return cls(tags[HOST_TAG], int(tags[PID_TAG]), tags[START_TAG],
+                       tags.get(NAMESPACE_TAG, ""))
         except (KeyError, ValueError):
             return None
 
     def tags(self) -> dict:
-        return {HOST_TAG: self.host, PID_TAG: str(self.pid), START_TAG: self.start}
+        return {HOST_TAG: self.host, PID_TAG: str(self.pid), START_TAG: self.start,
+                NAMESPACE_TAG: self.namespace}
 
     @property
     def local(self) -> bool:
-        """True if the owner ran on this host (only then can its liveness be checked)."""
-        return self.host == socket.gethostname()
+        """True if the owner ran on this host, in this pid namespace (only then can its
+        process be looked up; a container sharing the host name has its own pids)."""
+        return self.host == socket.gethostname() and self.namespace == pid_namespace()
 
     def alive(self) -> bool:
         """Whether the owning process still runs (for a process on this host)."""
