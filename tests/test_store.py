@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
+from mnist_experiments.tracking.preflight import StoreError
 from mnist_experiments.tracking.store import StoreCreation
 from mnist_experiments.tracking.runs import ensure_experiment
 
@@ -44,6 +45,8 @@ def test_a_store_made_meanwhile_is_kept(tmp_path):
 
 
 def test_only_a_missing_sqlite_store_is_created(tmp_path):
-    assert StoreCreation.start("http://127.0.0.1:9", "digits").process is None
+    assert StoreCreation.start(f"file://{tmp_path}/mlruns", "digits").process is None
+    with pytest.raises(StoreError, match="does not answer"):  # checked first, in seconds
+        StoreCreation.start("http://127.0.0.1:9", "digits")
     assert StoreCreation.start(f"sqlite:///{tmp_path}/no/such/dir/mlflow.db", "x").process is None
     assert StoreCreation().install() is False

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
+import sys
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -30,23 +32,66 @@ from omegaconf import DictConfig
 
 from mnist_experiments.compat import job_return_value
 from mnist_experiments.errors import UserError
-from mnist_experiments.launch.files import write_job_record
+from mnist_experiments.launch import signals
+from mnist_experiments.launch.files import absolute, read_sweep_file, write_job_record
+from mnist_experiments.tracking.preflight import check_store
+from mnist_experiments.tracking.store import resolve_tracking_uri
 
 log = logging.getLogger(__name__)
+
+
+def sweep_start_failure(exc: BaseException) -> str:
+    """The one paragraph printed when a sweep cannot start (no job has run)."""
+    if isinstance(exc, UserError):
+        cause = str(exc)
+    else:
+        first = (str(exc).splitlines() or [""])[0][:300]
+        cause = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return f"The sweep did not start, no job ran: {cause}"
 
 
 class MlflowSweepCallback(Callback):
     """Sweep-level MLflow work: parent run, job records and the leaderboard."""
 
+    _active: Optional["MlflowSweepCallback"] = None  # the sweep this process launched
+
     def __init__(self) -> None:
         self._sweep: Optional[Dict[str, str]] = None
         self._finished = False
 
+    @classmethod
+    def stop_active(cls, signum: int) -> Optional[str]:
+        """After SIGINT/SIGTERM in the launching process: stop the launcher's workers,
+        end the jobs' runs and the parent run KILLED, write the leaderboard; return a
+        one-line account, or None if this process launched no sweep."""
+        active = cls._active
+        if active is None or active._sweep is None:
+            return None
+        signals.stop_children()
+        return active._finish(signum=signum, account=True)
+
     # ----------------------------------------------------------------- multirun
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from mnist_experiments.workflows import sweep  # heavy: MLflow
+        """Start the sweep; if that fails, stop it before any job runs.
 
-        self._sweep = sweep.start(config)
+        Hydra turns a callback's exception into a warning and runs the jobs anyway
+        (``hydra._internal.callbacks.Callbacks._notify``), which would leave them
+        without a parent run and the sweep without a leaderboard, and exit 0. So the
+        error is printed here, as one paragraph, and the sweep exits with status 1
+        (``SystemExit`` is not an ``Exception``: Hydra lets it through).
+        """
+        try:
+            # a bad store is refused before MLflow is even imported
+            check_store(resolve_tracking_uri(config.mlflow.tracking_uri, os.getcwd()))
+            from mnist_experiments.workflows import sweep  # heavy: MLflow
+
+            self._sweep = sweep.start(config)
+        except Exception as exc:  # noqa: BLE001 - every failure stops the sweep
+            sys.stderr.write(sweep_start_failure(exc) + "\n")
+            sys.stderr.flush()
+            raise SystemExit(1) from None
+        MlflowSweepCallback._active = self
+        signals.forward_to_children = True  # workers end their runs before we stop
         atexit.register(self._finish)  # also when a failed job makes Hydra abort the sweep
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -56,13 +101,14 @@ class MlflowSweepCallback(Callback):
         if message:
             raise UserError(message)
 
-    def _finish(self):
+    def _finish(self, signum: Optional[int] = None, account: bool = False):
         if self._sweep is None or self._finished:
             return None
         self._finished = True
         from mnist_experiments.workflows import sweep
 
-        return sweep.finish(self._sweep)
+        report = sweep.finish(self._sweep, signum=signum)
+        return sweep.account(report, self._sweep) if account else report
 
     # ---------------------------------------------------------------------- job
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
@@ -76,6 +122,9 @@ class MlflowSweepCallback(Callback):
             "status": "FINISHED" if status == "COMPLETED" else "FAILED",
             "error": None,
             "objective": None,
+            # a reused sweep dir holds older sweeps' jobs too: the record says whose it is
+            "parent_run_id": (read_sweep_file(absolute(hc.sweep.dir, hc.runtime.cwd))
+                              or {}).get("parent_run_id"),
         }
         value = job_return_value(job_return)
         if status == "COMPLETED":

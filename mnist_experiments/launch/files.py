@@ -37,4 +37,6 @@ def write_job_record(job_dir: Path, record: Dict[str, Any]) -> None:
 def job_records(sweep_dir: Path) -> Iterator[Dict[str, Any]]:
     """Every job record of the sweep, in job-dir order."""
     for path in sorted(Path(sweep_dir).glob(f"*/{JOB_FILE}")):
-        yield json.loads(path.read_text())
+        record = json.loads(path.read_text())
+        record.setdefault("_mtime", path.stat().st_mtime)  # when it was written
+        yield record

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Optional
 
 from mnist_experiments.errors import UserError
+from mnist_experiments.tracking.preflight import check_store
+from mnist_experiments.tracking.owner import creation_name, stale_creation
 
 DEFAULT_DB = "mlflow.db"
 SQLITE = "sqlite:///"
@@ -60,12 +62,15 @@ class StoreCreation:
             creation.install()
 
     :meth:`start` spawns the helper only for a ``sqlite:///`` URI whose DB does not
-    exist yet (otherwise every method is a no-op). The helper builds the store under a
-    temporary name; :meth:`install` waits for it and links it into place (unless a
-    store appeared meanwhile); leaving the block stops the helper and removes the
-    temporary file, so a job that fails before it opens the store (bad data, say)
-    leaves no store behind. The helper's failures are silent on purpose: the job then
-    creates the store itself and reports any problem with the usual message.
+    exist yet (otherwise every method is a no-op); it first refuses, with a
+    :class:`~mnist_experiments.tracking.preflight.StoreError`, any store that cannot
+    work (:func:`~mnist_experiments.tracking.preflight.check_store`). The helper
+    builds the store under a temporary name; :meth:`install` waits for it and links it
+    into place (unless a store appeared meanwhile); leaving the block stops the helper
+    and removes the temporary file, so a job that fails before it opens the store (bad
+    data, say) leaves no store behind. The helper's failures are silent on purpose:
+    the job then creates the store itself and reports any problem with the usual
+    message.
     """
 
     def __init__(self, process: Optional[subprocess.Popen] = None,
@@ -76,10 +81,13 @@ class StoreCreation:
 
     @classmethod
     def start(cls, uri: str, name: str) -> "StoreCreation":
+        check_store(uri)  # a store that cannot work is refused here, in seconds
         db = sqlite_file(uri)
+        if db is not None:
+            remove_stale_creations(db)
         if db is None or db.exists() or not db.parent.is_dir():
             return cls()
-        temporary = db.with_name(f".{db.name}.{os.getpid()}.creating")
+        temporary = db.with_name(creation_name(db.name))
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "mnist_experiments.tracking.create_store", str(temporary), name],
@@ -118,7 +126,10 @@ class StoreCreation:
             self.process.kill()
             self.process.wait()
         for path in (self.temporary, self.temporary.with_name(self.temporary.name + "-journal")):
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:  # e.g. EROFS: never hide the error that brought us here
+                pass
 
     def __enter__(self) -> "StoreCreation":
         return self
@@ -127,13 +138,27 @@ class StoreCreation:
         self.discard()
 
 
+def remove_stale_creations(db: Path) -> None:
+    """Remove temporary stores beside ``db`` left by jobs that died while building them
+    (SIGKILL, the OOM killer); those of live jobs are theirs."""
+    try:
+        candidates = list(db.parent.glob(f".{db.name}.*.creating*"))
+    except OSError:
+        return
+    for path in candidates:
+        if stale_creation(path):
+            path.unlink(missing_ok=True)
+
+
 def existing_store_uri(tracking_uri: Optional[str] = None, cwd: Optional[str] = None,
                        must_exist: bool = True) -> str:
     """``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``.
 
     A relative SQLite path is made absolute against ``cwd`` (default: the working
     directory). With ``must_exist``, a SQLite file that does not exist is an error
-    rather than a new, empty store created as a side effect.
+    rather than a new, empty store created as a side effect. Either way, a store that
+    cannot work is refused in seconds
+    (:func:`~mnist_experiments.tracking.preflight.check_store`).
     """
     uri = resolve_tracking_uri(tracking_uri, cwd or os.getcwd())
     db = sqlite_file(uri)
@@ -146,4 +171,5 @@ def existing_store_uri(tracking_uri: Optional[str] = None, cwd: Optional[str] = 
                 "store with --tracking-uri sqlite:////abs/path/mlflow.db (or "
                 "http://host:5000), or set $MLFLOW_TRACKING_URI."
             )
+    check_store(uri, create=not must_exist, write=False)
     return uri

@@ -25,8 +25,9 @@ from mlflow.tracking import MlflowClient
 from mnist_experiments.errors import UserError
 from mnist_experiments import figures
 from mnist_experiments.launch.files import job_records, read_sweep_file
+from mnist_experiments.tracking import liveness
 from mnist_experiments.tracking.models import register
-from mnist_experiments.tracking.store import resolve_tracking_uri
+from mnist_experiments.tracking.store import existing_store_uri
 
 COLUMNS = ["rank", "best", "job", "overrides", "objective", "test_accuracy", "test_loss",
            "test_f1_macro", "status", "run_id", "duration_s", "error"]
@@ -54,6 +55,20 @@ def _number(value: Any) -> Optional[float]:
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None
+
+
+def _of_this_sweep(record: Dict[str, Any], parent_run_id: str, started_ms: int) -> bool:
+    """Whether a job record belongs to the sweep of ``parent_run_id``.
+
+    Hydra reuses a sweep dir silently, so it may hold the jobs of older sweeps. Records
+    name their sweep's parent run; older records without that are kept only when they
+    were written after this sweep started.
+    """
+    owner = record.get("parent_run_id")
+    if owner:
+        return owner == parent_run_id
+    written = record.get("_mtime")
+    return written is None or written * 1000 >= started_ms
 
 
 def collect_rows(sweep_dir: Optional[Path], uri: str, parent_run_id: str) -> List[Dict[str, Any]]:
@@ -86,6 +101,8 @@ def collect_rows(sweep_dir: Optional[Path], uri: str, parent_run_id: str) -> Lis
         }
     if sweep_dir is not None and sweep_dir.is_dir():
         for record in job_records(sweep_dir):
+            if not _of_this_sweep(record, parent_run_id, parent.info.start_time):
+                continue  # a job of an older sweep that used the same sweep dir
             row = by_job.setdefault(record["job"], {
                 "job": record["job"], "objective": None, "test_accuracy": None, "test_loss": None,
                 "test_f1_macro": None, "run_id": "", "duration_s": None, "error": "",
@@ -124,11 +141,16 @@ def _fmt(value: Any, column: str = "") -> str:
     return str(value).replace("|", "\\|")
 
 
-def to_markdown(rows: List[Dict[str, Any]], title: str) -> str:
+def to_markdown(rows: List[Dict[str, Any]], title: str, planned: Optional[int] = None) -> str:
     lines = [f"# {title}", ""]
     best = next((r for r in rows if r["best"]), None)
     finished = sum(r["status"] == "FINISHED" for r in rows)
-    lines.append(f"{len(rows)} jobs, {finished} finished, {len(rows) - finished} failed."
+    killed = sum(r["status"] == "KILLED" for r in rows)
+    never = (f" {planned - len(rows)} of the {planned} planned jobs never ran."
+             if planned is not None and planned > len(rows) else "")
+    lines.append(f"{len(rows)} jobs, {finished} finished, {len(rows) - finished - killed} failed"
+                 + (f", {killed} killed (interrupted, or their process died)." if killed else ".")
+                 + never
                  + (f" Best: job {best['job']} ({best['overrides'] or 'defaults'}), "
                     f"objective {best['objective']:.4f}." if best else ""))
     lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
@@ -173,11 +195,14 @@ def build_report(sweep_dir: Optional[Path], uri: str, parent_run_id: str,
     With ``register_as``, the best job's model is registered under that name (and
     ``register_alias`` points at the new version).
     """
+    # jobs (and a parent) whose processes died are ended first: the table tells the truth
+    liveness.repair_sweep(MlflowClient(uri), parent_run_id)
     rows = collect_rows(sweep_dir, uri, parent_run_id)
     out_dir = Path(out_dir or sweep_dir or Path.cwd() / f"sweep-{parent_run_id}")
     out_dir.mkdir(parents=True, exist_ok=True)
     title = f"Sweep {out_dir.name}"
-    markdown = to_markdown(rows, title)
+    planned = (read_sweep_file(sweep_dir) or {}).get("planned_jobs") if sweep_dir else None
+    markdown = to_markdown(rows, title, planned)
     files = [out_dir / "summary.md", out_dir / "summary.csv", out_dir / "objective_per_job.png"]
     files[0].write_text(markdown)
     files[1].write_text(to_csv(rows))
@@ -237,9 +262,10 @@ def locate_sweep(target: str, tracking_uri: Optional[str] = None
             raise UserError(f"{target} is not a sweep dir of mnist-exp (it has no "
                             "mlflow_sweep.json). Pass outputs/multirun/<sweep> or the "
                             "sweep's parent run id.")
-        uri = tracking_uri and resolve_tracking_uri(tracking_uri, os.getcwd())
-        return sweep_dir, uri or info["tracking_uri"], info["parent_run_id"]
-    uri = resolve_tracking_uri(tracking_uri, os.getcwd())
+        # the store is checked (exists, is MLflow's, answers) before MLflow opens it
+        uri = existing_store_uri(tracking_uri or info["tracking_uri"], os.getcwd())
+        return sweep_dir, uri, info["parent_run_id"]
+    uri = existing_store_uri(tracking_uri, os.getcwd())
     try:
         parent = MlflowClient(uri).get_run(target)
     except MlflowException:

@@ -1,16 +1,18 @@
 """A sweep in MLflow: its parent run, and its end (leaderboard, parent status).
 
 Called by the Hydra callback :class:`mnist_experiments.launch.callback.MlflowSweepCallback`
-in the launching process: :func:`start` before any job (it creates the store and the
-experiment once, so parallel jobs on a fresh SQLite store never race, starts the
-parent run and writes the sweep file every job reads), :func:`finish` after the last
-job or at exit when a failed job aborted Hydra's sweep.
+in the launching process: :func:`start` before any job (it checks the store, creates
+it aside and the experiment once, so parallel jobs, or sweeps, on a fresh SQLite store
+never race, starts the parent run and writes the sweep file every job reads),
+:func:`finish` after the last job or at exit when a failed job aborted Hydra's sweep.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -18,22 +20,40 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 import mnist_experiments
-from mnist_experiments.launch.files import absolute, write_sweep_file
-from mnist_experiments.tracking import provenance
+from mnist_experiments.launch.files import absolute, read_sweep_file, write_sweep_file
+from mnist_experiments.tracking import liveness, provenance
+from mnist_experiments.tracking.owner import END_REASON_TAG
 from mnist_experiments.tracking.runs import ensure_experiment
-from mnist_experiments.tracking.store import resolve_tracking_uri
+from mnist_experiments.tracking.store import StoreCreation, resolve_tracking_uri
 from mnist_experiments.workflows.leaderboard import Report, build_report
 
 log = logging.getLogger(__name__)
 
+_heartbeats: Dict[str, liveness.Heartbeat] = {}  # parent run id -> its heartbeat thread
+
 
 def start(config: DictConfig) -> Dict[str, str]:
-    """Create the store, the experiment and the parent run; write the sweep file."""
+    """Create the store, the experiment and the parent run; write the sweep file.
+
+    The store is checked first and, when new, built aside and linked into place
+    (:class:`~mnist_experiments.tracking.store.StoreCreation`, as single runs do), so
+    that sweeps started together on a fresh store never migrate it in place at once.
+    A sweep dir used before keeps its old job dirs (Hydra reuses them); the leaderboard
+    only reads the jobs of this sweep's parent run.
+    """
     launch_dir = os.getcwd()
     sweep_dir = absolute(str(config.hydra.sweep.dir), launch_dir).resolve()
-    sweep_dir.mkdir(parents=True, exist_ok=True)
     uri = resolve_tracking_uri(config.mlflow.tracking_uri, launch_dir)
-    experiment_id = ensure_experiment(uri, str(config.mlflow.experiment_name))
+    name = str(config.mlflow.experiment_name)
+    with StoreCreation.start(uri, name) as creation:  # refuses a store that cannot work
+        creation.install()
+    experiment_id = ensure_experiment(uri, name)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    previous = read_sweep_file(sweep_dir)
+    if previous is not None:
+        log.warning("the sweep dir %s was used by the sweep of parent run %s; this sweep's "
+                    "leaderboard lists only its own jobs (the old one: mnist-exp-report %s)",
+                    sweep_dir, previous.get("parent_run_id"), previous.get("parent_run_id"))
 
     client = MlflowClient(uri)
     overrides = list(config.hydra.overrides.task)
@@ -43,6 +63,7 @@ def start(config: DictConfig) -> Dict[str, str]:
         experiment_id,
         run_name=f"sweep-{sweep_dir.name}",
         tags={
+            **liveness.owner_tags(),
             "sweep": "true",
             "sweep.dir": str(sweep_dir),
             "sweep.overrides": " ".join(overrides)[:5000],
@@ -52,12 +73,9 @@ def start(config: DictConfig) -> Dict[str, str]:
         },
     )
     run_id = parent.info.run_id
-    base = OmegaConf.to_container(config, resolve=False)
-    base.pop("hydra", None)
-    client.log_dict(run_id, base, "sweep/config.yaml")
-    client.log_dict(run_id, {"overrides": overrides, "sweeper": sweeper, "launcher": launcher},
-                    "sweep/sweep.yaml")
+    _heartbeats[run_id] = liveness.Heartbeat(run_id, uri=uri).__enter__()
     info = {
+        "planned_jobs": planned_jobs(config),
         "register_as": config.mlflow.get("register_as") or "",
         "register_alias": config.mlflow.get("register_alias") or "",
         "tracking_uri": uri,
@@ -65,27 +83,80 @@ def start(config: DictConfig) -> Dict[str, str]:
         "parent_run_id": run_id,
         "sweep_dir": str(sweep_dir),
     }
-    write_sweep_file(sweep_dir, info)
+    try:
+        base = OmegaConf.to_container(config, resolve=False)
+        base.pop("hydra", None)
+        client.log_dict(run_id, base, "sweep/config.yaml")
+        client.log_dict(run_id, {"overrides": overrides, "sweeper": sweeper,
+                                 "launcher": launcher}, "sweep/sweep.yaml")
+        write_sweep_file(sweep_dir, info)
+    except BaseException:  # no job will run: never leave the parent RUNNING
+        heartbeat = _heartbeats.pop(run_id, None)
+        if heartbeat is not None:
+            heartbeat.__exit__()
+        with contextlib.suppress(Exception):
+            client.set_terminated(run_id, "FAILED")
+        raise
     log.info("sweep parent run %s in %s (%s)", run_id, uri, sweep_dir)
     return info
 
 
-def finish(info: Dict[str, str]) -> Optional[Report]:
-    """Write the leaderboard and end the parent run (never left RUNNING)."""
+def planned_jobs(config: DictConfig) -> Optional[int]:
+    """How many jobs the sweep will launch: the product of the swept values' counts for
+    Hydra's basic sweeper, ``n_trials`` for a sweeper that has it; None if unknown."""
+    sweeper = config.hydra.sweeper
+    if "n_trials" in sweeper:
+        return int(sweeper.n_trials)
+    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return None
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    count = 1
+    try:
+        for override in OverridesParser.create().parse_overrides(list(config.hydra.overrides.task)):
+            if override.is_sweep_override():
+                count *= len(list(override.sweep_string_iterator()))
+    except Exception:  # noqa: BLE001 - e.g. a range sweep of floats: just say nothing
+        return None
+    return count
+
+
+def finish(info: Dict[str, str], signum: Optional[int] = None) -> Optional[Report]:
+    """End the jobs' runs left RUNNING by dead workers, write the leaderboard and end
+    the parent run: KILLED after a signal (``signum``), else FAILED or FINISHED."""
+    client = MlflowClient(info["tracking_uri"])
+    parent = info["parent_run_id"]
+    heartbeat = _heartbeats.pop(parent, None)
+    if heartbeat is not None:
+        heartbeat.__exit__()
     try:
         report = build_report(Path(info["sweep_dir"]), info["tracking_uri"],
-                              info["parent_run_id"], log_to_parent=True,
-                              register_as=info.get("register_as") or None,
+                              parent, log_to_parent=True,
+                              register_as=None if signum else info.get("register_as") or None,
                               register_alias=info.get("register_alias") or None)
         status = "FAILED" if report.failed or not report.rows else "FINISHED"
     except Exception:  # never leave the parent RUNNING
         log.exception("could not build the sweep summary")
         report, status = None, "FAILED"
-    MlflowClient(info["tracking_uri"]).set_terminated(info["parent_run_id"], status)
+    if signum is not None:
+        status = "KILLED"
+        client.set_tag(parent, END_REASON_TAG, f"interrupted by {signal.Signals(signum).name}")
+    client.set_terminated(parent, status)
+    info["status"] = status
     if report is not None:
         log.info("sweep summary: %s", Path(info["sweep_dir"]) / "summary.md")
         print(report.markdown)
     return report
+
+
+def account(report: Optional[Report], info: Dict[str, str]) -> str:
+    """One line: the parent run's status and what became of the jobs."""
+    counts: Dict[str, int] = {}
+    for row in (report.rows if report is not None else []):
+        counts[str(row.get("status"))] = counts.get(str(row.get("status")), 0) + 1
+    jobs = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no job ran"
+    return (f"sweep parent run {info['parent_run_id']} is {info.get('status', '?')} "
+            f"({jobs}); see {Path(info['sweep_dir']) / 'summary.md'}")
 
 
 def describe_failures(report: Any, sweep_dir: str) -> Optional[str]:

@@ -26,6 +26,7 @@ from mlflow.tracking import MlflowClient
 
 from mnist_experiments.config.untrusted import MAX_CONFIG_BYTES, read_text
 from mnist_experiments.errors import UserError
+from mnist_experiments.tracking.preflight import check_store
 from mnist_experiments.tracking.store import sqlite_file
 from mnist_experiments.workflows.reproduce.verdict import is_compared
 
@@ -181,7 +182,7 @@ def _client(uri: str, required: bool):
                 "$MLFLOW_TRACKING_URI)."
             )
         return None
-
+    check_store(uri, create=False, write=False)  # seconds, not MLflow's minutes of retries
     return MlflowClient(uri)
 
 
