@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
@@ -57,6 +59,56 @@ class EpochLogger(keras.callbacks.Callback):
             )
 
 
+class TerminalProgress(keras.callbacks.ProgbarLogger):
+    """Keras' own progress bar within each epoch, for a terminal only.
+
+    It shows the steps done, the bar and the time left (no metrics: a short line that
+    never wraps), and is erased at the end of the epoch, where :class:`EpochLogger`'s
+    line takes its place. Validation stays silent, as in ``fit(verbose=1)``.
+    """
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.verbose = 1  # fit() itself runs with verbose=0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._reset_progbar()  # no "Epoch 1/5" header: the epoch's log line follows
+        self._maybe_init_progbar()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._update_progbar(batch, None)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._erase()
+
+    def on_train_end(self, logs=None):
+        self._erase()
+
+    def _erase(self):
+        if self.progbar is not None:
+            sys.stdout.write("\r\033[K")  # back to the line's start, clear it
+            sys.stdout.flush()
+            self.progbar = None
+
+
+def progress_wanted() -> bool:
+    """A progress bar only on a terminal, and only in the process that owns it: not in
+    pipes and log files, and not in launcher or reproduce workers, whose bars would
+    interleave (they keep the plain one-line-per-epoch log)."""
+    isatty = getattr(sys.stdout, "isatty", None)
+    if isatty is None or not isatty():
+        return False
+    if multiprocessing.parent_process() is not None:
+        return False
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        if "joblib" in str(hc.launcher.get("_target_", "")).lower():
+            return False
+    return True
+
+
 @dataclass
 class FitResult:
     model: keras.Model
@@ -100,6 +152,7 @@ def fit(
     val_ds = None if x_val is None else make_dataset(x_val, y_val, batch_size)
     epochs = int(cfg.train.epochs)
     logger = EpochLogger(epochs, on_metrics, prefix=prefix)
+    progress = [TerminalProgress()] if progress_wanted() else []
     start = time.perf_counter()
     history = model.fit(
         train_ds,
@@ -107,7 +160,7 @@ def fit(
         epochs=epochs,
         verbose=0,
         shuffle=False,  # the tf.data pipeline shuffles, seeded
-        callbacks=[logger, *(callbacks or [])],
+        callbacks=[*progress, logger, *(callbacks or [])],
     )
     fit_seconds = time.perf_counter() - start
     return FitResult(
