@@ -169,6 +169,8 @@ def log_run_artifacts(cfg: Any, dataset: Any, history: Dict[str, List[float]],
 
     mlflow.log_dict(timer.seconds, "artifact_seconds.json")
     mlflow.log_metric("artifact_seconds", timer.total)
-    log.info("artifacts logged in %.2fs (%s)", timer.total,
-             ", ".join(f"{k} {v:.2f}s" for k, v in timer.seconds.items()))
+    slowest = sorted(timer.seconds.items(), key=lambda item: -item[1])[:3]
+    log.info("artifacts logged in %.1fs (slowest: %s)", timer.total,  # all: artifact_seconds
+             ", ".join(f"{k.rpartition('/')[2]} {v:.1f}s" for k, v in slowest))
+    log.debug("artifact seconds: %s", timer.seconds)
     return timer.seconds
