@@ -342,7 +342,7 @@ def register(run_id_or_uri: str, name: str, alias: Optional[str] = None,
 
     with using_tracking_uri(store):
         try:
-            version = mlflow.register_model(uri, name)
+            version = mlflow.register_model(_logged_model_uri(uri, store), name)
             if alias:
                 MlflowClient(store, registry_uri=store).set_registered_model_alias(
                     name, alias, str(version.version))
@@ -354,6 +354,21 @@ def register(run_id_or_uri: str, name: str, alias: Optional[str] = None,
                 "and the name/alias (an alias may not look like a version, e.g. v1)."
             ) from exc
     return version
+
+
+def _logged_model_uri(uri: str, store: str) -> str:
+    """``runs:/<run>/<name>`` as ``models:/m-<id>`` when the run logged it as an MLflow 3
+    logged model: registered by its run URI, MLflow warns that the run "has no artifacts
+    at artifact path 'model'" (the model lives under the logged model) before it looks."""
+    if not uri.startswith("runs:/"):
+        return uri
+    run_id, _, name = uri[len("runs:/"):].partition("/")
+    client = MlflowClient(store)
+    with contextlib.suppress(MlflowException):
+        for output in reversed(client.get_run(run_id).outputs.model_outputs):
+            if client.get_logged_model(output.model_id).name == name.strip("/"):
+                return f"models:/{output.model_id}"
+    return uri
 
 
 # ------------------------------------------------------------------ logging models
