@@ -11,10 +11,15 @@ Light: imports no TensorFlow, Keras or MLflow at module level.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, ContextManager
+import os
+import sys
+from typing import Any, Callable, ContextManager, Optional, Sequence
 
 # Hydra versions whose private CachingConfigRepository has the shape patched below.
 HYDRA_HELP_PATCH_VERSIONS = ("1.3.",)
+# Hydra versions whose private help and error reporting (Hydra.format_config_groups,
+# hydra._internal.utils.run_and_report, JobReturn.return_value) are patched below.
+HYDRA_REPORT_PATCH_VERSIONS = ("1.3.",)
 
 
 def share_config_repository_for_help() -> bool:
@@ -42,6 +47,94 @@ def share_config_repository_for_help() -> bool:
 
     CachingConfigRepository.__init__ = __init__
     return True
+
+
+def hide_help_groups(prefixes: Sequence[str]) -> bool:
+    """Leave the config groups under ``prefixes`` (internal ones, e.g. ``schema/``) out of
+    ``--help``'s "Configuration groups".
+
+    Private API: ``hydra._internal.hydra.Hydra.format_config_groups(predicate, compact)``
+    (Hydra 1.1-1.3), which lists every group the predicate accepts. Any other Hydra: left
+    alone (the groups are listed). Returns whether the patch was applied.
+    """
+    import hydra
+
+    if not hydra.__version__.startswith(HYDRA_REPORT_PATCH_VERSIONS):
+        return False
+    try:
+        from hydra._internal.hydra import Hydra
+    except ImportError:  # pragma: no cover - checked by tests/test_compat.py
+        return False
+    original = getattr(Hydra.format_config_groups, "__wrapped__", Hydra.format_config_groups)
+    hidden = tuple(prefixes)
+
+    def format_config_groups(self, predicate, compact=True):
+        return original(self, lambda group: predicate(group) and not group.startswith(hidden),
+                        compact)
+
+    format_config_groups.__wrapped__ = original
+    Hydra.format_config_groups = format_config_groups
+    return True
+
+
+def report_errors_with(describe: Callable[[BaseException], Optional[str]], prog: str) -> bool:
+    """Report the errors ``describe`` knows as ``<prog>: <its paragraph>`` and exit 1,
+    without Hydra's config search path, its "Set the environment variable
+    HYDRA_FULL_ERROR=1" line and, for a single run, its "Error executing job with
+    overrides" line. Errors ``describe`` returns None for keep Hydra's report;
+    ``HYDRA_FULL_ERROR=1`` still raises everything.
+
+    Private API (Hydra 1.1-1.3): ``hydra._internal.utils.run_and_report``, through which
+    Hydra's main runs and reports everything, and ``hydra.core.utils.JobReturn.
+    return_value``, which writes that line before it re-raises a failed job's error. Any
+    other Hydra: left alone. Returns whether the patches were applied.
+    """
+    import hydra
+
+    if not hydra.__version__.startswith(HYDRA_REPORT_PATCH_VERSIONS):
+        return False
+    try:
+        from hydra._internal import utils
+        from hydra.core.utils import JobReturn, JobStatus
+    except ImportError:  # pragma: no cover - checked by tests/test_compat.py
+        return False
+    original = getattr(utils.run_and_report, "__wrapped__", utils.run_and_report)
+    prop = JobReturn.__dict__["return_value"]
+    getter = getattr(prop.fget, "__wrapped__", prop.fget)
+
+    def run_and_report(func: Any) -> Any:
+        def described() -> Any:
+            try:
+                return func()
+            except Exception as exc:
+                message = None if os.environ.get("HYDRA_FULL_ERROR") == "1" else describe(exc)
+                if message is None:
+                    raise  # Hydra's own report
+                sys.stderr.write(f"{prog}: {message}\n")
+                sys.exit(1)
+
+        return original(described)
+
+    def return_value(job: Any) -> Any:
+        error = job._return_value
+        if (job.status == JobStatus.FAILED and isinstance(error, Exception)
+                and os.environ.get("HYDRA_FULL_ERROR") != "1" and _single_run(job)
+                and describe(error) is not None):
+            raise error
+        return getter(job)
+
+    run_and_report.__wrapped__ = original
+    return_value.__wrapped__ = getter
+    utils.run_and_report = run_and_report
+    JobReturn.return_value = property(return_value, prop.fset)
+    return True
+
+
+def _single_run(job: Any) -> bool:
+    try:
+        return str(job.hydra_cfg.hydra.mode) in ("RUN", "RunMode.RUN")
+    except Exception:  # noqa: BLE001 - no Hydra config: keep Hydra's line
+        return False
 
 
 def job_return_value(job_return: Any) -> Any:

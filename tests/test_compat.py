@@ -54,3 +54,63 @@ def test_keras_safe_mode_scope_beats_the_global_switch():
             assert serialization_lib.in_safe_mode() is True
     finally:
         serialization_lib.SafeModeScope(True).__enter__()  # restore the default
+
+
+def test_hide_help_groups_still_applies():
+    from hydra import initialize_config_module
+    from hydra._internal.hydra import Hydra
+    from hydra.core.global_hydra import GlobalHydra
+
+    import mnist_experiments.commands.train  # noqa: F401  (registers the schema groups)
+
+    original = Hydra.format_config_groups
+    try:
+        with initialize_config_module("mnist_experiments.conf", version_base="1.3"):
+            app = GlobalHydra.instance().hydra
+
+            def listed() -> str:
+                return app.format_config_groups(lambda group: not group.startswith("hydra"))
+
+            assert "schema/model: model" in listed()
+            assert compat.hide_help_groups(("schema",)), (
+                f"Hydra {hydra.__version__}: Hydra.format_config_groups is gone; --help "
+                "lists the internal schema/ groups again")
+            assert "schema" not in listed() and "model: bn_cnn" in listed()
+    finally:
+        Hydra.format_config_groups = original
+
+
+def test_report_errors_with_still_applies(capsys):
+    from hydra._internal import utils
+    from hydra.core.utils import JobReturn, JobStatus
+    from omegaconf import OmegaConf
+
+    original, prop = utils.run_and_report, JobReturn.__dict__["return_value"]
+    try:
+        assert compat.report_errors_with(
+            lambda exc: "one paragraph" if isinstance(exc, KeyError) else None, "prog"), (
+            f"Hydra {hydra.__version__}: run_and_report or JobReturn.return_value is gone; "
+            "config errors carry Hydra's boilerplate again")
+
+        def bad():
+            raise KeyError("x")
+
+        with pytest.raises(SystemExit) as exit:
+            utils.run_and_report(bad)
+        assert exit.value.code == 1
+        assert capsys.readouterr().err == "prog: one paragraph\n"
+
+        # a single run's failed job: re-raised without "Error executing job with overrides"
+        error = KeyError("y")
+        job = JobReturn(status=JobStatus.FAILED, _return_value=error, overrides=["a=1"],
+                        hydra_cfg=OmegaConf.create({"hydra": {"mode": "RUN"}}))
+        with pytest.raises(KeyError):
+            job.return_value
+        assert "Error executing job" not in capsys.readouterr().err
+        # a sweep's job keeps Hydra's line (it names the job)
+        job.hydra_cfg = OmegaConf.create({"hydra": {"mode": "MULTIRUN"}})
+        with pytest.raises(KeyError):
+            job.return_value
+        assert "Error executing job with overrides: ['a=1']" in capsys.readouterr().err
+    finally:
+        utils.run_and_report, JobReturn.return_value = original, prop

@@ -54,6 +54,7 @@ import re
 import sys
 from typing import Any, Dict, Optional, Sequence
 
+from mnist_experiments.commands import add_version
 from mnist_experiments.errors import ConfigError, UserError
 
 DEFAULT_EXPERIMENT = "evaluations"
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"experiment of the new run (default: {DEFAULT_EXPERIMENT})")
     parser.add_argument("--run-name", metavar="NAME", default=None,
                         help="name of the new run (default: eval <model> on <data>)")
+    add_version(parser)
     return parser
 
 

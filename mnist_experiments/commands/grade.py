@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from mnist_experiments.commands import add_version
 from mnist_experiments.errors import UserError
 
 PROG = "mnist-exp-grade"
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default 5; see mnist-exp-reproduce --help)")
     parser.add_argument("--experiment-name", metavar="NAME", default="grading",
                         help="experiment of the grading's parent run (default: grading)")
+    add_version(parser)
     return parser
 
 

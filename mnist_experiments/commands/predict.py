@@ -24,6 +24,7 @@ import os
 import sys
 from typing import Any, Dict, Optional, Sequence
 
+from mnist_experiments.commands import add_version
 from mnist_experiments.errors import UserError
 
 EXIT_OK = 0
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tracking-uri", metavar="URI", default=None,
                         help="MLflow tracking store (default: $MLFLOW_TRACKING_URI, else "
                              "sqlite:///<current dir>/mlflow.db)")
+    add_version(parser)
     return parser
 
 

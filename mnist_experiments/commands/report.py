@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from mnist_experiments.commands import add_version
 from mnist_experiments.errors import UserError
 
 
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="register the best job's model under NAME in the model registry")
     parser.add_argument("--alias", help="with --register: point this alias (e.g. champion) "
                                         "at the new version")
+    add_version(parser)
     return parser
 
 

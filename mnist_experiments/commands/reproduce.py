@@ -22,6 +22,7 @@ import textwrap
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from mnist_experiments.commands import add_version
 from mnist_experiments.errors import UserError
 
 PROG = "mnist-exp-reproduce"
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", metavar="FILE", default=None,
                         help="also write the result (verdict, metrics, intervals) as JSON")
     parser.add_argument("--parent-run-id", default=None, help=argparse.SUPPRESS)
+    add_version(parser)
     return parser
 
 

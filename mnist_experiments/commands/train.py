@@ -16,13 +16,20 @@ from typing import Optional
 import hydra
 from omegaconf import DictConfig
 
-from mnist_experiments.compat import share_config_repository_for_help
+from mnist_experiments import terminal
+from mnist_experiments.commands import version_text
+from mnist_experiments.compat import (
+    hide_help_groups,
+    report_errors_with,
+    share_config_repository_for_help,
+)
 from mnist_experiments.config.schema import register_configs
 from mnist_experiments.config.validation import validate
-from mnist_experiments.errors import disk_full_error, no_space_left
+from mnist_experiments.errors import ConfigError, disk_full_error, no_space_left
 from mnist_experiments.launch import numerics, signals
 from mnist_experiments.launch.callback import MlflowSweepCallback
 from mnist_experiments.launch.context import JobContext
+from mnist_experiments.launch.reporting import describe, discard_output_dir
 
 CONFIG_PATH = "pkg://mnist_experiments.conf"
 
@@ -31,6 +38,7 @@ register_configs()
 
 if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
     share_config_repository_for_help()
+    hide_help_groups(("schema",))  # the structured configs' groups are internal
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="config")
@@ -42,11 +50,13 @@ def app(cfg: DictConfig) -> Optional[float]:
 
 
 def _job(cfg: DictConfig) -> Optional[float]:
-    # TensorFlow's C++ start-up chatter hides the run's own log lines.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     context = JobContext.from_hydra()
-    validate(cfg)  # a bad value is refused before anything heavy is imported
-    numerics.prepare(cfg)  # oneDNN and its ISA: read by TensorFlow when it loads
+    try:
+        validate(cfg)  # a bad value is refused before anything heavy is imported
+        numerics.prepare(cfg)  # oneDNN and its ISA: read by TensorFlow when it loads
+    except ConfigError:
+        discard_output_dir()  # a refused config leaves no outputs/runs/<date>
+        raise
     # a brand-new SQLite store is built by a helper process while TensorFlow imports
     with context.start_store_creation(cfg) as creation:
         from mnist_experiments.workflows.experiment import run_experiment  # heavy
@@ -74,6 +84,10 @@ def main() -> None:
     exits at once instead of spending ~2 s in TensorFlow's interpreter teardown.
     Errors and multiruns (whose launchers may own worker processes) exit normally.
     """
+    if "--version" in sys.argv[1:]:  # (Hydra's own --version prints Hydra's)
+        print(version_text("mnist-exp"))
+        return
+    report_errors_with(describe, "mnist-exp")  # a bad config: one paragraph, exit 1
     with signals.handled():
         try:
             app()
@@ -81,6 +95,7 @@ def main() -> None:
             sys.exit(stopped(exc))
     if "tensorflow" in sys.modules and not {"-m", "--multirun"} & set(sys.argv[1:]):
         logging.shutdown()
+        terminal.remove_autograph_files()  # TensorFlow removes them at exit, skipped here
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
