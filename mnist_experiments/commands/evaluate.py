@@ -158,7 +158,6 @@ def format_report(loaded: Any, outcome: Dict[str, Any], origin: str,
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command; return (and, from the console script, exit with) its status."""
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         check_overrides(args.overrides)

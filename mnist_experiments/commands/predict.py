@@ -85,7 +85,6 @@ def format_table(results: Sequence[Dict[str, Any]]) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command; return (and, from the console script, exit with) its status."""
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
     # the files first (Pillow and NumPy only): a missing, unreadable or oversized file

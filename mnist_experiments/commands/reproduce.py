@@ -16,7 +16,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import sys
 import textwrap
 from pathlib import Path
@@ -190,7 +189,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         expected = _parse_expect(args.expect)
         if not (args.tolerance >= 0 and math.isfinite(args.tolerance)):
