@@ -38,7 +38,8 @@ from typing import Iterator, List
 
 DEFAULT_TF_LOG_LEVEL = "1"  # TensorFlow's C++ INFO lines off; warnings and errors shown
 
-ABSL_NOTICE = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+ABSL_NOTICE = (b"WARNING: All log messages before absl::InitializeLog() is called are "
+               b"written to STDERR")
 # absl's prefix before its log is initialized ("I0000 00:00:1796236067.453467   10697
 # port.cc:153] ...": the seconds since the epoch) and TSL's older one ("2026-12-02
 # 18:00:00.123456: I tensorflow/core/...")

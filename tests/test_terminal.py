@@ -320,8 +320,8 @@ def test_a_run_leaves_no_autograph_files_in_the_temp_dir(quiet_run, tmp_path):
     assert autograph_files(quiet_run["tmp"]) == []
     # the same kind of file is written by a process that ends normally, then removed:
     # look at one while it lives, so that this test knows where they go
-    probe = tmp_path / "probe.py"  # autograph needs the function's source file
-    probe.write_text("import mnist_experiments, tensorflow as tf, glob, os, tempfile\n"
+    script = tmp_path / "probe.py"  # autograph needs the function's source file
+    script.write_text("import mnist_experiments, tensorflow as tf, glob, os, tempfile\n"
                      "@tf.function\n"
                      "def f(x):\n"
                      "    return x * 2 if x > 0 else x\n"
@@ -330,7 +330,7 @@ def test_a_run_leaves_no_autograph_files_in_the_temp_dir(quiet_run, tmp_path):
                      "'__autograph_generated_file*.py'))))\n")
     temp = tmp_path / "tmp"
     temp.mkdir()
-    probe = subprocess.run([sys.executable, str(probe)], env=quiet_env(TMPDIR=str(temp)),
+    probe = subprocess.run([sys.executable, str(script)], env=quiet_env(TMPDIR=str(temp)),
                            capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr[-2000:]
     assert int(probe.stdout.strip()) >= 1  # autograph writes into TMPDIR ...
