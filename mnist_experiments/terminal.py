@@ -113,19 +113,28 @@ class _QuietLoader(importlib.abc.Loader):
         return self.loader.create_module(spec)
 
     def exec_module(self, module) -> None:
+        uninstall()  # once: TensorFlow is being imported
         module.__loader__ = module.__spec__.loader = self.loader  # the real one, afterwards
         with filtered_stderr():
             self.loader.exec_module(module)
 
 
 class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
-    """Finds ``tensorflow`` once, the regular way, and wraps its loader."""
+    """Finds ``tensorflow`` the regular way and wraps its loader. It stays in place until
+    TensorFlow is imported: a library that only asks whether TensorFlow is installed
+    (``importlib.util.find_spec``) gets the wrapped spec, which imports nothing."""
+
+    def __init__(self) -> None:
+        self._finding = False
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "tensorflow":
+        if fullname != "tensorflow" or self._finding:
             return None
-        uninstall()
-        spec = importlib.util.find_spec(fullname)
+        self._finding = True  # the regular finders, not this one again
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._finding = False
         if spec is not None and spec.loader is not None:
             spec.loader = _QuietLoader(spec.loader)
         return spec
