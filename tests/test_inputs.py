@@ -288,3 +288,11 @@ def test_evaluating_a_digits_model_on_fashion_mnist_warns_about_the_class_names(
     assert "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9] (data digits)" in warnings[0]
     assert "fashion_mnist names its classes [T-shirt/top, Trouser" in warnings[0]
     assert "Traceback" not in result.stderr
+
+
+def test_a_group_set_to_null_on_the_command_line_is_one_paragraph(tmp_path):
+    result = run_cli(["optimizer=null"], tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "optimizer=null cannot be used" in result.stderr and "rmsprop" in result.stderr
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "mlflow.db").exists()

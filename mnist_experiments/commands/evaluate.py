@@ -56,6 +56,7 @@ from typing import Any, Dict, Optional, Sequence
 
 from mnist_experiments.commands import add_version
 from mnist_experiments.errors import ConfigError, UserError
+from mnist_experiments.launch import signals
 
 DEFAULT_EXPERIMENT = "evaluations"
 
@@ -65,7 +66,6 @@ EXIT_OK = 0
 EXIT_ERROR = 2
 
 
-EXIT_INTERRUPTED = 130
 
 
 _ALLOWED_OVERRIDE = re.compile(r"^(data(\.[A-Za-z_][A-Za-z0-9_]*)?|seed)=")
@@ -155,6 +155,7 @@ def format_report(loaded: Any, outcome: Dict[str, Any], origin: str,
     return "\n".join(lines)
 
 
+@signals.stoppable("mnist-exp-evaluate")
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command; return (and, from the console script, exit with) its status."""
     args = build_parser().parse_args(argv)
@@ -175,10 +176,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UserError as exc:
         print(f"mnist-exp-evaluate: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("mnist-exp-evaluate: interrupted (the run, if started, is marked KILLED)",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        print(f"mnist-exp-evaluate: stopped by {signals.name_of(exc)} (the run, if started, "
+              "is marked KILLED)", file=sys.stderr)
+        return signals.exit_status(exc)
     print(format_report(loaded, outcome, origin, args.experiment_name))
     return EXIT_OK
 

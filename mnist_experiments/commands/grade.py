@@ -26,6 +26,7 @@ from typing import List, Optional
 
 from mnist_experiments.commands import add_version
 from mnist_experiments.errors import UserError
+from mnist_experiments.launch import signals
 
 PROG = "mnist-exp-grade"
 
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@signals.stoppable(PROG)
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -72,10 +74,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except UserError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; the rows graded so far are in {args.out / 'grades.csv'}; "
+    except KeyboardInterrupt as exc:
+        print(f"{PROG}: stopped by {signals.name_of(exc)}; the rows graded so far are in {args.out / 'grades.csv'}; "
               "run the same command again to continue.", file=sys.stderr)
-        return 130
+        return signals.exit_status(exc)
     print(f"\nwrote {args.out / 'grades.csv'} and {args.out / 'grades.md'}")
     print((args.out / "grades.md").read_text().split("\n")[2])
     return 1 if any(r.get("verdict") == "ERROR" for r in rows) else 0

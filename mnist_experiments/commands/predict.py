@@ -26,6 +26,7 @@ from typing import Any, Dict, Optional, Sequence
 
 from mnist_experiments.commands import add_version
 from mnist_experiments.errors import UserError
+from mnist_experiments.launch import signals
 
 EXIT_OK = 0
 
@@ -82,6 +83,7 @@ def format_table(results: Sequence[Dict[str, Any]]) -> str:
                      f"{r['probability']:.4f}" for r in ok)
 
 
+@signals.stoppable("mnist-exp-predict")
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command; return (and, from the console script, exit with) its status."""
     args = build_parser().parse_args(argv)

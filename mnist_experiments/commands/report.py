@@ -19,6 +19,7 @@ from typing import List, Optional
 
 from mnist_experiments.commands import add_version
 from mnist_experiments.errors import UserError
+from mnist_experiments.launch import signals
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,11 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@signals.stoppable("mnist-exp-report")
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command; return its exit status."""
     args = build_parser().parse_args(argv)
     try:
-        from mnist_experiments.workflows.leaderboard import build_report, locate_sweep  # heavy
+        from mnist_experiments.workflows.leaderboard import (  # heavy
+            build_report,
+            locate_sweep,
+        )
 
         sweep_dir, uri, parent_run_id = locate_sweep(args.sweep, args.tracking_uri)
         report = build_report(sweep_dir, uri, parent_run_id, log_to_parent=args.log,

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from mnist_experiments.commands import add_version
 from mnist_experiments.errors import UserError
+from mnist_experiments.launch import signals
 
 PROG = "mnist-exp-reproduce"
 EXIT_INCONSISTENT = 1
@@ -184,6 +185,7 @@ def report(result: Any, tolerance: float) -> None:
     print(f"\nVerdict: {verdict.word} ({detail})", flush=True)
 
 
+@signals.stoppable(PROG)
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``mnist-exp-reproduce``; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -206,9 +208,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _write_json(args.json, {"verdict": "ERROR", "error": str(exc),
                                 "kind": type(exc).__name__})
         return EXIT_REFUSED
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
-        return 130
+    except KeyboardInterrupt as exc:  # the new runs, if any, are marked KILLED
+        print(f"{PROG}: stopped by {signals.name_of(exc)}.", file=sys.stderr, flush=True)
+        return signals.exit_status(exc)
     report(result, args.tolerance)
     _write_json(args.json, result.to_json())
     return result.exit_status

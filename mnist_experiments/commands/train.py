@@ -23,6 +23,7 @@ from mnist_experiments.compat import (
     report_errors_with,
     share_config_repository_for_help,
 )
+from mnist_experiments.config.groups import check_group_overrides
 from mnist_experiments.config.schema import register_configs
 from mnist_experiments.config.validation import validate
 from mnist_experiments.errors import ConfigError, disk_full_error, no_space_left
@@ -88,6 +89,11 @@ def main() -> None:
         print(version_text("mnist-exp"))
         return
     report_errors_with(describe, "mnist-exp")  # a bad config: one paragraph, exit 1
+    try:
+        check_group_overrides(sys.argv[1:])  # optimizer=null: Hydra fails before our code
+    except ConfigError as exc:
+        print(f"mnist-exp: {exc}", file=sys.stderr)
+        sys.exit(1)
     with signals.handled():
         try:
             app()

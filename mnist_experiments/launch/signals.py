@@ -59,6 +59,18 @@ forward_to_children = False
 FORCE_AFTER = 3  # the third signal stops the process at once (its runs: see liveness)
 
 
+@contextlib.contextmanager
+def passed_to_children() -> Iterator[None]:
+    """Inside the block, a signal first stops this process's worker processes (see
+    :func:`stop_children`), so that their runs end KILLED before the block unwinds."""
+    global forward_to_children
+    before, forward_to_children = forward_to_children, True
+    try:
+        yield
+    finally:
+        forward_to_children = before
+
+
 def _handler(signum, frame) -> None:
     received.append(signum)
     if len(received) >= FORCE_AFTER:
@@ -178,3 +190,26 @@ def _alive(pid: int) -> bool:
 
 def first_signal() -> Optional[int]:
     return received[0] if received else None
+
+
+def name_of(exc: BaseException) -> str:
+    return signal.Signals(signal_of(exc)).name
+
+
+def stoppable(prog: str):
+    """Decorate a command's ``main``: SIGINT/SIGTERM inside it print one line and return
+    the conventional exit status, instead of a traceback (or SIGTERM's silent death)."""
+    import functools
+    import sys
+
+    def decorate(main):
+        @functools.wraps(main)
+        def wrapper(*args, **kwargs):
+            with handled():
+                try:
+                    return main(*args, **kwargs)
+                except KeyboardInterrupt as exc:
+                    print(f"{prog}: stopped by {name_of(exc)}.", file=sys.stderr, flush=True)
+                    return exit_status(exc)
+        return wrapper
+    return decorate

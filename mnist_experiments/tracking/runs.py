@@ -13,8 +13,8 @@ import logging
 import os
 import signal
 import time
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import mlflow

@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 from mnist_experiments import data
 from mnist_experiments.config.untrusted import build_config, parse_config
 from mnist_experiments.errors import DataError, UserError
-from mnist_experiments.launch import numerics
+from mnist_experiments.launch import numerics, signals
 from mnist_experiments.launch.context import JobContext
 from mnist_experiments.tracking import provenance
 from mnist_experiments.tracking.store import resolve_tracking_uri
@@ -204,7 +204,7 @@ def reproduce(request: Request) -> Result:
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     context = JobContext(launch_dir=request.launch_dir, overrides=overrides,
                          tags=_tags(original, request), parent_run_id=request.parent_run_id)
-    with _workers(cfg, request) as pool:
+    with _workers(cfg, request) as pool, signals.passed_to_children():
         run_id, _ = pool.submit(run_in_worker, container, context).result()
         client = _client(uri, required=True)
         new_run = client.get_run(run_id)
@@ -305,7 +305,8 @@ def run_in_worker(container: Dict[str, Any], context: JobContext):
                         format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     cfg = build_config(container, [], "the reproduced config")
     keras.backend.clear_session()
-    outcome = run_experiment(cfg, context)
+    with signals.handled():  # SIGTERM from the command ends this run KILLED
+        outcome = run_experiment(cfg, context)
     return outcome.run_id, outcome.metrics
 
 
