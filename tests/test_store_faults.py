@@ -294,7 +294,8 @@ def test_a_dangling_symlink_is_refused(tmp_path):
         check_store(f"sqlite:///{tmp_path}/mlflow.db")
 
 
-def test_a_missing_store_is_refused_by_the_reporting_commands(tmp_path):
+def test_a_missing_store_is_refused_by_the_reporting_commands(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # in-process tests may set it
     with pytest.raises(UserError, match="no MLflow tracking store"):
         existing_store_uri(None, str(tmp_path))
 
