@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 from typing import Optional
 
@@ -114,8 +113,7 @@ def stopped(exc: BaseException) -> int:
         summary = MlflowSweepCallback.stop_active(signals.signal_of(exc))
         if summary is None:
             summary = describe_last_run()
-    name = signal.Signals(signals.signal_of(exc)).name
-    print(f"mnist-exp: stopped by {name}; {summary}", file=sys.stderr, flush=True)
+    print(f"mnist-exp: stopped by {signals.name_of(exc)}; {summary}", file=sys.stderr, flush=True)
     return signals.exit_status(exc)
 
 

@@ -20,7 +20,9 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Iterator, List
+
+from mnist_experiments.tracking.owner import process_start, stat_fields
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -164,12 +166,8 @@ def _children() -> List[int]:
     me, session = os.getpid(), os.getsid(0)
     found = []
     for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[1]) != me or fields[0] == "Z" or int(fields[3]) != session:
+        fields = stat_fields(int(entry.name))
+        if fields is None or int(fields[1]) != me or fields[0] == "Z" or int(fields[3]) != session:
             continue
         try:
             command = (entry / "cmdline").read_bytes().decode(errors="replace")
@@ -181,15 +179,7 @@ def _children() -> List[int]:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2:].split()[0] != "Z"
-
-
-def first_signal() -> Optional[int]:
-    return received[0] if received else None
+    return process_start(pid) is not None
 
 
 def name_of(exc: BaseException) -> str:

@@ -134,9 +134,9 @@ class Heartbeat:
             except Exception:  # noqa: BLE001 - a missed beat is not the run's failure
                 log.debug("heartbeat of run %s failed", self.run_id, exc_info=True)
 
-    def __enter__(self) -> "Heartbeat":
+    def start(self) -> "Heartbeat":
         self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def stop(self) -> None:
         self._stop.set()

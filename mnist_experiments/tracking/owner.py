@@ -14,7 +14,7 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import List, Mapping, Optional
 
 HOST_TAG = "mnist_exp.host"
 PID_TAG = "mnist_exp.pid"
@@ -39,16 +39,21 @@ def pid_namespace() -> str:
         return ""
 
 
-def process_start(pid: int) -> Optional[str]:
-    """``<boot id>:<start time in clock ticks>`` of process ``pid``; None if it does not
-    exist. Where ``/proc`` is missing (macOS), ``"?"`` for a live process."""
+def stat_fields(pid: int) -> Optional[List[str]]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (the state first), or
+    None if there is no such process (Linux; see :func:`process_start` elsewhere)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return None
     except OSError:
-        stat = None
-    if stat is None or not Path("/proc").is_dir():
+        return None
+    # the command name (field 2) may hold spaces: the fields after it follow the last ')'
+    return stat[stat.rindex(")") + 2:].split()
+
+
+def process_start(pid: int) -> Optional[str]:
+    """``<boot id>:<start time in clock ticks>`` of process ``pid``; None if it does not
+    exist or has finished. Without ``/proc`` (macOS), ``"?"`` for a live process."""
+    if not Path("/proc/self/stat").exists():
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
@@ -56,9 +61,8 @@ def process_start(pid: int) -> Optional[str]:
         except PermissionError:
             pass
         return "?"
-    # the command name (field 2) may hold spaces: the fields after it follow the last ')'
-    fields = stat[stat.rindex(")") + 2:].split()
-    if fields[0] == "Z":  # a zombie has finished; only its exit status is left
+    fields = stat_fields(pid)
+    if fields is None or fields[0] == "Z":  # a zombie has finished: only its status is left
         return None
     return f"{_boot_id()}:{fields[19]}"
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -111,19 +110,19 @@ def tracked_run(
         nested=nested,
     )
     status, reason = RunStatus.to_string(RunStatus.FAILED), None
-    heartbeat = liveness.Heartbeat(run.info.run_id).__enter__()
+    heartbeat = liveness.Heartbeat(run.info.run_id).start()
     try:
         yield run
         status = RunStatus.to_string(RunStatus.FINISHED)
     except KeyboardInterrupt as exc:
         status = RunStatus.to_string(RunStatus.KILLED)
-        reason = f"interrupted by {signal.Signals(signals.signal_of(exc)).name}"
+        reason = f"interrupted by {signals.name_of(exc)}"
         raise
     except BaseException as exc:
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
         raise
     finally:
-        heartbeat.__exit__()
+        heartbeat.stop()
         with signals.deferred():
             _end(run, status, reason, quiet=nested)
 

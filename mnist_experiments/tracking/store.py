@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Optional
 
 from mnist_experiments.errors import UserError
-from mnist_experiments.tracking.preflight import check_store
 from mnist_experiments.tracking.owner import creation_name, stale_creation
+from mnist_experiments.tracking.preflight import check_store
 
 DEFAULT_DB = "mlflow.db"
 SQLITE = "sqlite:///"

@@ -73,7 +73,7 @@ def start(config: DictConfig) -> Dict[str, str]:
         },
     )
     run_id = parent.info.run_id
-    _heartbeats[run_id] = liveness.Heartbeat(run_id, uri=uri).__enter__()
+    _heartbeats[run_id] = liveness.Heartbeat(run_id, uri=uri).start()
     info = {
         "planned_jobs": planned_jobs(config),
         "register_as": config.mlflow.get("register_as") or "",
@@ -93,7 +93,7 @@ def start(config: DictConfig) -> Dict[str, str]:
     except BaseException:  # no job will run: never leave the parent RUNNING
         heartbeat = _heartbeats.pop(run_id, None)
         if heartbeat is not None:
-            heartbeat.__exit__()
+            heartbeat.stop()
         with contextlib.suppress(Exception):
             client.set_terminated(run_id, "FAILED")
         raise
@@ -128,7 +128,7 @@ def finish(info: Dict[str, str], signum: Optional[int] = None) -> Optional[Repor
     parent = info["parent_run_id"]
     heartbeat = _heartbeats.pop(parent, None)
     if heartbeat is not None:
-        heartbeat.__exit__()
+        heartbeat.stop()
     try:
         report = build_report(Path(info["sweep_dir"]), info["tracking_uri"],
                               parent, log_to_parent=True,
