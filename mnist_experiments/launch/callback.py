@@ -20,6 +20,7 @@ hooks that need it, so that loading this callback (Hydra does for every run) is 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import sys
@@ -38,6 +39,10 @@ from mnist_experiments.tracking.preflight import check_store
 from mnist_experiments.tracking.store import resolve_tracking_uri
 
 log = logging.getLogger(__name__)
+
+# While a sweep runs in this process, signals are passed to its workers first. Kept
+# here, not on the callback: Hydra pickles the callbacks for joblib's workers.
+_passing_signals = contextlib.ExitStack()
 
 
 def sweep_start_failure(exc: BaseException) -> str:
@@ -91,7 +96,8 @@ class MlflowSweepCallback(Callback):
             sys.stderr.flush()
             raise SystemExit(1) from None
         MlflowSweepCallback._active = self
-        signals.forward_to_children = True  # workers end their runs before we stop
+        # a signal stops the workers (they end their runs) before it unwinds the sweep
+        _passing_signals.enter_context(signals.passed_to_children())
         atexit.register(self._finish)  # also when a failed job makes Hydra abort the sweep
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -107,10 +113,18 @@ class MlflowSweepCallback(Callback):
         self._finished = True
         from mnist_experiments.workflows import sweep
 
-        report = sweep.finish(self._sweep, signum=signum)
+        with _passing_signals:  # the workers are done with: signals are ours again
+            report = sweep.finish(self._sweep, signum=signum)
         return sweep.account(report, self._sweep) if account else report
 
     # ---------------------------------------------------------------------- job
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """No job starts after a signal: in a sequential sweep, a Ctrl-C that reached a
+        library's clean-up between two jobs (a ``__del__``, a ``finally``) can be lost
+        there; the next job would then run as if nothing happened."""
+        if signals.received:
+            raise signals.Interrupted(signals.received[0])
+
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if not HydraConfig.initialized() or str(HydraConfig.get().mode.name) != "MULTIRUN":
             return

@@ -34,13 +34,20 @@ from hydra.errors import (
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from mnist_experiments.errors import UserError
+from mnist_experiments.launch import signals
 
 GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic/"
 HELP = "mnist-exp --help lists every group, option and key."
 
 
 def describe(exc: BaseException) -> Optional[str]:
-    """The paragraph for a user's mistake in ``exc``, or None (a bug: Hydra reports it)."""
+    """The paragraph for a user's mistake in ``exc``, or None (a bug: Hydra reports it).
+
+    An error raised after this process received SIGINT or SIGTERM is the signal's
+    doing, not the user's: it is raised as that interruption instead (see
+    :func:`~mnist_experiments.launch.signals.raise_interruption`).
+    """
+    signals.raise_interruption(exc)
     if isinstance(exc, UserError):
         return str(exc).strip()
     if isinstance(exc, MissingConfigException):

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
+import tempfile
 import threading
 from pathlib import Path
-from typing import Iterator, List
+from typing import Iterator, List, Optional
 
 from mnist_experiments.tracking.owner import process_start, stat_fields
 
@@ -51,11 +53,16 @@ def _depth() -> int:
     return getattr(_state, "depth", 0)
 
 
-# Set by a sweep in its launching process: a signal is first passed on to the
-# launcher's worker processes, which end their jobs' runs KILLED, and only then
-# raised here (a launcher that sees the interruption first, like joblib's, SIGKILLs
-# its workers).
+# Set by a sweep or a reproduction in its launching process: a signal is first passed
+# on to the worker processes, which end their runs KILLED, and only then raised here.
 forward_to_children = False
+
+# A worker that has ended its runs after a passed-on signal says so with a file named
+# by its pid in this directory (the launcher's ``<pid>:<dir>``, inherited by workers),
+# then waits to be stopped: if it let its error reach the launcher at once, a launcher
+# like joblib would SIGKILL the other workers while they still end their runs.
+STOPPING_ENV = "MNIST_EXP_STOPPING_DIR"
+PARK_SECONDS = 60.0
 
 
 FORCE_AFTER = 3  # the third signal stops the process at once (its runs: see liveness)
@@ -67,10 +74,41 @@ def passed_to_children() -> Iterator[None]:
     :func:`stop_children`), so that their runs end KILLED before the block unwinds."""
     global forward_to_children
     before, forward_to_children = forward_to_children, True
+    saved, directory = os.environ.get(STOPPING_ENV), tempfile.mkdtemp(prefix="mnist-exp-stop-")
+    os.environ[STOPPING_ENV] = f"{os.getpid()}:{directory}"  # workers started from now on
     try:
         yield
     finally:
         forward_to_children = before
+        if saved is None:
+            os.environ.pop(STOPPING_ENV, None)
+        else:
+            os.environ[STOPPING_ENV] = saved
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _stopping_dir(launcher_only: bool) -> Optional[Path]:
+    """The directory of :data:`STOPPING_ENV`: for the launcher that made it, or (with
+    ``launcher_only`` false) for one of its workers."""
+    owner, _, directory = os.environ.get(STOPPING_ENV, "").partition(":")
+    if not directory or (owner == str(os.getpid())) != launcher_only:
+        return None
+    return Path(directory)
+
+
+def _park() -> None:
+    """In a worker whose runs ended after a passed-on signal: say so, then wait (bounded)
+    for the launcher to stop this process."""
+    import time
+
+    directory = _stopping_dir(launcher_only=False)
+    if directory is None or not directory.is_dir():
+        return
+    with contextlib.suppress(OSError):
+        (directory / str(os.getpid())).touch()
+        deadline = time.monotonic() + PARK_SECONDS
+        while time.monotonic() < deadline and directory.is_dir():
+            time.sleep(0.1)
 
 
 def _handler(signum, frame) -> None:
@@ -87,6 +125,28 @@ def _handler(signum, frame) -> None:
     if forward_to_children:
         stop_children(signal.SIGTERM)  # loky workers ignore SIGINT
     raise Interrupted(signum)
+
+
+def interrupting(exc: BaseException) -> Optional[int]:
+    """The signal behind ``exc``, or None: a KeyboardInterrupt's, or the first SIGINT or
+    SIGTERM this process received, whatever error surfaced after it.
+
+    The signal raises :class:`Interrupted` wherever the main thread is; a library that
+    is interrupted half-way may leave its state broken and fail with an error of its
+    own, which replaces the interruption. Seen: Ctrl-C while Hydra composed the next job
+    of a sequential sweep came out as "Key 'defaults' is not in struct", exit 1.
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        return signal_of(exc)
+    return received[0] if received else None
+
+
+def raise_interruption(exc: BaseException) -> None:
+    """Raise the interruption behind ``exc`` (see :func:`interrupting`), if there is one,
+    so that it is reported as the signal it is (one line, exit 128 + signal)."""
+    signum = interrupting(exc)
+    if signum is not None and not isinstance(exc, KeyboardInterrupt):
+        raise Interrupted(signum) from exc
 
 
 def signal_of(exc: BaseException) -> int:
@@ -113,6 +173,9 @@ def handled() -> Iterator[None]:
         signal.signal(s, _handler)
     try:
         yield
+    except KeyboardInterrupt:
+        _park()  # a worker: its runs have ended; the launcher stops it
+        raise
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -138,7 +201,8 @@ _NOT_WORKERS = ("resource_tracker",)
 
 def stop_children(signum: int = signal.SIGTERM, timeout: float = 30.0) -> int:
     """Pass ``signum`` on to this process's child processes (a launcher's workers),
-    wait for them to end their runs, then SIGKILL the rest; return how many there were.
+    wait until each has ended its runs (it exited, or it reported so and waits, see
+    :func:`passed_to_children`), then SIGKILL the rest; return how many there were.
 
     Children in a session of their own (the store helper) are left to their owner.
     """
@@ -148,8 +212,13 @@ def stop_children(signum: int = signal.SIGTERM, timeout: float = 30.0) -> int:
     for pid in children:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signum)
+    directory = _stopping_dir(launcher_only=True)
+
+    def busy(pid: int) -> bool:  # alive, and not yet done with its runs
+        return _alive(pid) and not (directory is not None and (directory / str(pid)).exists())
+
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_alive(pid) for pid in children):
+    while time.monotonic() < deadline and any(busy(pid) for pid in children):
         time.sleep(0.1)
     for pid in children:
         if _alive(pid):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -114,12 +115,14 @@ def tracked_run(
     try:
         yield run
         status = RunStatus.to_string(RunStatus.FINISHED)
-    except KeyboardInterrupt as exc:
-        status = RunStatus.to_string(RunStatus.KILLED)
-        reason = f"interrupted by {signals.name_of(exc)}"
-        raise
     except BaseException as exc:
-        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+        signum = signals.interrupting(exc)  # also an error that a signal caused
+        if signum is not None:
+            status = RunStatus.to_string(RunStatus.KILLED)
+            reason = f"interrupted by {signal.Signals(signum).name}"
+        else:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            reason = f"{type(exc).__name__}: {first}"[:500]
         raise
     finally:
         heartbeat.stop()
