@@ -12,8 +12,9 @@ from typing import List, Optional
 from mnist_experiments.config.cv import CROSS_VALIDATION
 from mnist_experiments.config.optimizer import OPTIMIZERS
 from mnist_experiments.config.registry import Registry
+from mnist_experiments.config.schedule import SCHEDULES
 
-REGISTRIES: List[Registry] = [OPTIMIZERS, CROSS_VALIDATION]
+REGISTRIES: List[Registry] = [OPTIMIZERS, CROSS_VALIDATION, SCHEDULES]
 
 
 def allowed_targets() -> List[str]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Mapping, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -51,10 +51,16 @@ class Registry:
     key : str
         The field that says which option a config node is: ``_target_`` for options
         that Hydra instantiates, ``name`` for the others.
+    default : str, optional
+        The option a recorded config that predates the group is read with (its
+        absence then means what the group's default means); None: the group is
+        required in every config.
     """
-    def __init__(self, group: str, options: Sequence[Option], key: str = "_target_"):
+    def __init__(self, group: str, options: Sequence[Option], key: str = "_target_",
+                 default: Optional[str] = None):
         self.group = group
         self.key = key
+        self.default = default
         self.options: Dict[str, Option] = {o.name: o for o in options}
         self._by_key = {o.key_value(key): o for o in options}
 
@@ -97,7 +103,10 @@ class Registry:
         return option
 
     def typed(self, node: Any, where: str = "") -> Any:
-        """``node`` merged onto its option's schema: unknown keys and wrong types refused."""
+        """``node`` merged onto its option's schema: unknown keys and wrong types refused.
+        A missing ``node`` is the registry's ``default`` option, if it has one."""
+        if node is None and self.default is not None:
+            node = {self.key: self.options[self.default].key_value(self.key)}
         option = self.find(node, where)
         try:
             return OmegaConf.merge(OmegaConf.structured(option.schema), node)

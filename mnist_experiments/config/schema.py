@@ -5,8 +5,8 @@ or a value of the wrong type is an error at composition time, not a silent defau
 Range rules sit on the fields (``bounded(5, ge=1)``, see :mod:`.rules`); they and the
 cross-field rules (an architecture that keeps the image at least 1x1, ...) are checked
 by :func:`mnist_experiments.config.validation.validate` before anything is built or
-logged. The options of the ``optimizer`` and ``cv`` groups are typed by their
-registries (:mod:`.optimizer`, :mod:`.cv`).
+logged. The options of the ``optimizer``, ``cv`` and ``schedule`` groups are typed by
+their registries (:mod:`.optimizer`, :mod:`.cv`, :mod:`.schedule`).
 
 This module imports neither TensorFlow nor MLflow, so ``mnist-exp --help`` stays fast.
 """
@@ -170,6 +170,9 @@ class Config:
     model: ModelConfig = MISSING
     optimizer: Any = MISSING  # typed by the schema its _target_ selects (config/optimizer.py)
     cv: Any = MISSING  # typed by the schema its name selects (config/cv.py)
+    # typed by the schema its name selects (config/schedule.py); a recorded config
+    # without one trained with a constant learning rate
+    schedule: Any = field(default_factory=lambda: {"name": "constant"})
     train: TrainConfig = field(default_factory=TrainConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     viz: VizConfig = field(default_factory=VizConfig)

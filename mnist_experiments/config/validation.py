@@ -26,6 +26,7 @@ from mnist_experiments.config.names import registry_problems
 from mnist_experiments.config.optimizer import OPTIMIZERS
 from mnist_experiments.config.rules import field_bounds, problem
 from mnist_experiments.config.safety import check_targets
+from mnist_experiments.config.schedule import SCHEDULES, schedule_problems
 from mnist_experiments.config.schema import IMAGE_SIZE, Config
 from mnist_experiments.errors import ConfigError
 
@@ -117,9 +118,12 @@ def validate(cfg: DictConfig) -> DictConfig:
     check_keys(cfg)  # +train.epoch=3 would be ignored: refused, with train.epochs suggested
     cfg.optimizer = OPTIMIZERS.typed(cfg.optimizer)
     cfg.cv = CROSS_VALIDATION.typed(cfg.cv)
+    cfg.schedule = SCHEDULES.typed(cfg.get("schedule"))
     problems = field_problems(Config, cfg)
     problems += field_problems(OPTIMIZERS.find(cfg.optimizer).schema, cfg.optimizer, "optimizer.")
     problems += field_problems(CROSS_VALIDATION.find(cfg.cv).schema, cfg.cv, "cv.")
+    problems += field_problems(SCHEDULES.find(cfg.schedule).schema, cfg.schedule, "schedule.")
+    problems += schedule_problems(cfg.schedule)
     if not problems:  # the shapes are only meaningful once the sizes are
         problems += _cross_field_problems(cfg)
     if problems:

@@ -25,6 +25,8 @@ from mnist_experiments.figures.style import (
 
 __all__ = ["training_curves", "fold_curves", "fold_summary"]
 
+RATE_COLOR = "#6a3d9a"  # neither train's blue nor validation's orange
+
 
 def _epoch_axis(ax: Any, n_epochs: int) -> None:
     ax.set_xlabel("epoch")
@@ -42,18 +44,24 @@ def _plot_series(ax: Any, values: Any, label: str, **kw: Any) -> int:
 
 
 def training_curves(history: Dict[str, List[float]], title="Training curves") -> Figure:
-    """Accuracy and loss per epoch, train vs validation, side by side.
+    """Accuracy and loss per epoch, train vs validation, side by side; and the learning
+    rate in a third panel when a schedule changed it.
 
     ``history`` holds Keras history keys (``accuracy``, ``val_accuracy``, ``loss``,
-    ``val_loss``); any may be missing, and one epoch is fine. The legend shows each
-    series' last value.
+    ``val_loss``, ``learning_rate``); any may be missing, and one epoch is fine. The
+    legend shows each series' last value.
     """
     history = dict(history) if history is not None else {}
     keys = ("accuracy", "val_accuracy", "loss", "val_loss")
     all_epochs = max((len(series(history.get(k))) for k in keys), default=0)
     marker_size = 5 if all_epochs <= 40 else (3 if all_epochs <= 80 else 0)
-    fig = new_figure(10.0, 4.3)
-    for ax, key in zip(fig.subplots(1, 2), ("accuracy", "loss")):
+    rates = series(history.get("learning_rate"))
+    scheduled = rates.size > 1 and bool(np.ptp(rates) > 0)
+    fig = new_figure(14.5 if scheduled else 10.0, 4.3)
+    axes = fig.subplots(1, 3 if scheduled else 2)
+    if scheduled:
+        _learning_rate_panel(axes[2], rates, all_epochs, marker_size)
+    for ax, key in zip(axes, ("accuracy", "loss")):
         n_epochs = 0
         for k, label, color, marker in ((key, "train", TRAIN_COLOR, "o"),
                                         (f"val_{key}", "validation", VAL_COLOR, "s")):
@@ -72,6 +80,16 @@ def training_curves(history: Dict[str, List[float]], title="Training curves") ->
             note_axes(ax, f"no {key} recorded")
     suptitle(fig, title)
     return fig
+
+
+def _learning_rate_panel(ax: Any, rates: np.ndarray, n_epochs: int, marker_size: int) -> None:
+    _plot_series(ax, rates, f"learning rate (last {fmt(float(rates[-1]))})", marker="o",
+                 markersize=marker_size, color=RATE_COLOR, linewidth=1.8)
+    _epoch_axis(ax, max(n_epochs, rates.size))
+    ax.set_ylabel("learning rate (at the epoch's start)")
+    ax.set_title("Learning rate", fontsize=11)
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    ax.legend(loc="best", fontsize=9)
 
 
 def fold_curves(fold_histories: List[Dict[str, List[float]]], metric="val_accuracy",

@@ -16,6 +16,11 @@ from mnist_experiments.config.safety import safe_instantiate
 from mnist_experiments.errors import UserError
 from mnist_experiments.models.builder import build_model
 from mnist_experiments.training.pipeline import make_dataset
+from mnist_experiments.training.schedules import (
+    current_learning_rate,
+    learning_rate,
+    steps_per_epoch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +32,12 @@ class TrainingDiverged(UserError):
 
 
 class EpochLogger(keras.callbacks.Callback):
-    """Reports each epoch: a console line and the metrics handed to ``on_metrics``."""
+    """Reports each epoch: a console line and the metrics handed to ``on_metrics``.
+
+    It also puts the epoch's learning rate (the optimizer's rate at the epoch's first
+    step, whatever the schedule) into the epoch's logs as ``learning_rate``, so that it
+    is in Keras' history and logged per epoch like the other metrics.
+    """
 
     def __init__(self, epochs: int, on_metrics: Optional[Callable[[Dict[str, float], int], None]] = None,
                  prefix: str = ""):
@@ -39,6 +49,7 @@ class EpochLogger(keras.callbacks.Callback):
         self.epoch_seconds: List[float] = []
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._rate = current_learning_rate(self.model.optimizer)
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -47,8 +58,11 @@ class EpochLogger(keras.callbacks.Callback):
         metrics = {k: float(v) for k, v in (logs or {}).items() if k in EPOCH_METRICS}
         shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
         log.info("%sepoch %d/%d %s (%.1fs)", self.prefix, epoch + 1, self.epochs, shown, seconds)
+        if logs is not None:
+            logs["learning_rate"] = self._rate
         if self.on_metrics is not None:
-            self.on_metrics({**metrics, "epoch_seconds": seconds}, epoch + 1)
+            self.on_metrics({**metrics, "learning_rate": self._rate, "epoch_seconds": seconds},
+                            epoch + 1)
         bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
         if bad:
             raise TrainingDiverged(
@@ -117,10 +131,13 @@ class FitResult:
     fit_seconds: float
 
 
-def build_and_compile(cfg: Any) -> keras.Model:
-    """The model that ``cfg.model`` describes, compiled with ``cfg.optimizer``."""
+def build_and_compile(cfg: Any, steps: int = 1) -> keras.Model:
+    """The model that ``cfg.model`` describes, compiled with ``cfg.optimizer`` and its
+    learning rate under ``cfg.schedule`` (``steps``: optimizer steps per epoch)."""
     model = build_model(cfg.model)
-    optimizer = safe_instantiate(cfg.optimizer)
+    # a Keras schedule cannot go through Hydra's config merge: it is passed to the class
+    optimizer = safe_instantiate(cfg.optimizer, _partial_=True)(
+        learning_rate=learning_rate(cfg, steps))
     model.compile(
         optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
@@ -145,8 +162,8 @@ def fit(
 
     ``x_val=None`` trains without a validation set (a k-fold refit).
     """
-    model = build_and_compile(cfg)
     batch_size = int(cfg.train.batch_size)
+    model = build_and_compile(cfg, steps_per_epoch(len(y_train), batch_size))
     train_ds = make_dataset(x_train, y_train, batch_size, shuffle=True,
                             seed=int(cfg.seed), shuffle_buffer=cfg.train.shuffle_buffer)
     val_ds = None if x_val is None else make_dataset(x_val, y_val, batch_size)
