@@ -75,9 +75,11 @@ def _walk(schema: type, node: Mapping, prefix: str) -> Iterator[Tuple[str, List[
         hint = _unwrap(hints.get(key))
         registry = next((r for r in REGISTRIES if not prefix and r.group == key), None)
         if registry is not None:
-            option = _option_schema(registry, value) if isinstance(value, Mapping) else None
-            if option is not None:
-                yield from _walk(option, value, f"{full}.")
+            named = value.items() if registry.many and isinstance(value, Mapping) else []
+            for name, entry in [(None, value)] if not registry.many else named:
+                option = _option_schema(registry, entry) if isinstance(entry, Mapping) else None
+                if option is not None:
+                    yield from _walk(option, entry, f"{full}.{name}." if name else f"{full}.")
         elif _is_mapping(hint):
             continue  # free-form by design
         elif dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
@@ -98,8 +100,9 @@ def all_keys(schema: type = Config, prefix: str = "") -> List[str]:
         hint = _unwrap(hints.get(f.name))
         registry = next((r for r in REGISTRIES if not prefix and r.group == f.name), None)
         if registry is not None:
-            for option in registry:
-                keys += [k for k in all_keys(option.schema, f"{full}.") if k not in keys]
+            for option in registry:  # one of many sits under a name: its option's
+                where = f"{full}.{option.name}." if registry.many else f"{full}."
+                keys += [k for k in all_keys(option.schema, where) if k not in keys]
         elif dataclasses.is_dataclass(hint):
             keys += all_keys(hint, f"{full}.")
         elif _list_item(hint) is not None:

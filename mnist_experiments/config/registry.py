@@ -55,12 +55,16 @@ class Registry:
         The option a recorded config that predates the group is read with (its
         absence then means what the group's default means); None: the group is
         required in every config.
+    many : bool
+        The group's section is a mapping of any number of options, each under a name
+        of its own (``callbacks.early_stopping``); absent, it is empty.
     """
     def __init__(self, group: str, options: Sequence[Option], key: str = "_target_",
-                 default: Optional[str] = None):
+                 default: Optional[str] = None, many: bool = False):
         self.group = group
         self.key = key
         self.default = default
+        self.many = many
         self.options: Dict[str, Option] = {o.name: o for o in options}
         self._by_key = {o.key_value(key): o for o in options}
 
@@ -80,21 +84,28 @@ class Registry:
         """``rmsprop|adam|...``: for messages."""
         return "|".join(self.names)
 
-    def find(self, node: Any, where: str = "") -> Option:
-        """The option that ``node`` (a mapping) selects with its ``key``.
+    @property
+    def required(self) -> bool:
+        """Whether every config must have this group's section."""
+        return self.default is None and not self.many
+
+    def find(self, node: Any, where: str = "", path: str = "") -> Option:
+        """The option that ``node`` (a mapping) selects with its ``key``; ``path`` is
+        where it sits (the group, or ``callbacks.<name>`` for one of many).
 
         Raises
         ------
         ConfigError
             When ``node`` is not a mapping with a known ``key``.
         """
+        path = path or self.group
         value = node.get(self.key) if isinstance(node, Mapping) or hasattr(node, "get") else None
         option = self._by_key.get(value) if isinstance(value, str) else None
         if option is None:
             shown = _plain(node)
             known = ", ".join(sorted(str(k) for k in self._by_key))
-            described = (f"{self.group}.{self.key}={value!r}" if isinstance(value, str)
-                         else f"{self.group}={shown!r}")
+            described = (f"{path}.{self.key}={value!r}" if isinstance(value, str)
+                         else f"{path}={shown!r}")
             raise ConfigError(
                 f"{where}{described} is not a known {self.group}: its {self.key} must be one "
                 f"of {known}. Choose one with {self.group}={self.choices()}, or add an "
@@ -104,10 +115,24 @@ class Registry:
 
     def typed(self, node: Any, where: str = "") -> Any:
         """``node`` merged onto its option's schema: unknown keys and wrong types refused.
-        A missing ``node`` is the registry's ``default`` option, if it has one."""
-        if node is None and self.default is not None:
-            node = {self.key: self.options[self.default].key_value(self.key)}
-        option = self.find(node, where)
+        A missing ``node`` is the registry's ``default`` option, if it has one; for a
+        registry of ``many``, each entry of the mapping is typed (missing: empty)."""
+        if not self.many:
+            if node is None and self.default is not None:
+                node = {self.key: self.options[self.default].key_value(self.key)}
+            return self._typed_one(node, where, self.group)
+        if node is None:
+            return OmegaConf.create({})
+        if not (isinstance(node, Mapping) or isinstance(node, DictConfig)):
+            raise ConfigError(
+                f"{where}{self.group}={_plain(node)!r} is not a mapping of named "
+                f"{self.group}: choose options with {self.group}=[{','.join(self.names)}] "
+                f"or {self.group}=none.")
+        return OmegaConf.create({str(name): self._typed_one(entry, where, f"{self.group}.{name}")
+                                 for name, entry in node.items()})
+
+    def _typed_one(self, node: Any, where: str, path: str) -> Any:
+        option = self.find(node, where, path)
         try:
             return OmegaConf.merge(OmegaConf.structured(option.schema), node)
         except OmegaConfBaseException as exc:
@@ -116,9 +141,17 @@ class Registry:
             allowed = ", ".join(f.name for f in dataclasses.fields(option.schema)
                                 if f.name != self.key)
             raise ConfigError(
-                f"{where}{self.group}.{key}: {first}. The {self.group} '{option.name}' takes "
+                f"{where}{path}.{key}: {first}. The {self.group} '{option.name}' takes "
                 f"{allowed}; unknown keys and wrong types are refused."
             ) from None
+
+    def entries(self, node: Any) -> Iterator[Any]:
+        """(path, option, node) of a typed section: one, or each of ``many``."""
+        if self.many:
+            for name, entry in (node or {}).items():
+                yield f"{self.group}.{name}", self.find(entry), entry
+        else:
+            yield self.group, self.find(node), node
 
     def store(self, config_store: Any) -> None:
         """Register every option's schema as ``schema/<group>/<name>`` in Hydra's ConfigStore."""

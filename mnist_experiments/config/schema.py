@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -173,6 +173,9 @@ class Config:
     # typed by the schema its name selects (config/schedule.py); a recorded config
     # without one trained with a constant learning rate
     schedule: Any = field(default_factory=lambda: {"name": "constant"})
+    # Keras callbacks by name, each typed by the schema its _target_ selects
+    # (config/callbacks.py); none by default
+    callbacks: Dict[str, Any] = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     viz: VizConfig = field(default_factory=VizConfig)

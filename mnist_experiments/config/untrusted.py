@@ -188,7 +188,7 @@ def build_config(container: Dict[str, Any], overrides: Sequence[str], where: str
             "logged (or fix the value)."
         ) from None
     for registry in REGISTRIES:
-        if options[registry.group] is None and registry.default is None:
+        if options[registry.group] is None and registry.required:
             raise ConfigError(f"The config {where} is incomplete: {registry.group} is missing. "
                               "Give the full composed config (a run's config.yaml or "
                               ".hydra/config.yaml).")

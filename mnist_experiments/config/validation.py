@@ -18,15 +18,15 @@ from typing import Any, List, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from mnist_experiments.config.callbacks import callback_problems
 from mnist_experiments.config.capacity import capacity_problems, conv_output_size
-from mnist_experiments.config.cv import CROSS_VALIDATION
 from mnist_experiments.config.groups import missing_group_problems
 from mnist_experiments.config.keys import check_keys
 from mnist_experiments.config.names import registry_problems
-from mnist_experiments.config.optimizer import OPTIMIZERS
+from mnist_experiments.config.options import REGISTRIES
 from mnist_experiments.config.rules import field_bounds, problem
 from mnist_experiments.config.safety import check_targets
-from mnist_experiments.config.schedule import SCHEDULES, schedule_problems
+from mnist_experiments.config.schedule import schedule_problems
 from mnist_experiments.config.schema import IMAGE_SIZE, Config
 from mnist_experiments.errors import ConfigError
 
@@ -116,14 +116,14 @@ def validate(cfg: DictConfig) -> DictConfig:
     if missing:
         raise ConfigError("Invalid config: " + " ".join(missing))
     check_keys(cfg)  # +train.epoch=3 would be ignored: refused, with train.epochs suggested
-    cfg.optimizer = OPTIMIZERS.typed(cfg.optimizer)
-    cfg.cv = CROSS_VALIDATION.typed(cfg.cv)
-    cfg.schedule = SCHEDULES.typed(cfg.get("schedule"))
-    problems = field_problems(Config, cfg)
-    problems += field_problems(OPTIMIZERS.find(cfg.optimizer).schema, cfg.optimizer, "optimizer.")
-    problems += field_problems(CROSS_VALIDATION.find(cfg.cv).schema, cfg.cv, "cv.")
-    problems += field_problems(SCHEDULES.find(cfg.schedule).schema, cfg.schedule, "schedule.")
-    problems += schedule_problems(cfg.schedule)
+    problems: List[str] = []
+    for registry in REGISTRIES:  # each option typed by the schema it selects
+        setattr(cfg, registry.group, registry.typed(cfg.get(registry.group)))
+    problems += field_problems(Config, cfg)
+    for registry in REGISTRIES:
+        for path, option, node in registry.entries(cfg.get(registry.group)):
+            problems += field_problems(option.schema, node, f"{path}.")
+    problems += schedule_problems(cfg.schedule) + callback_problems(cfg)
     if not problems:  # the shapes are only meaningful once the sizes are
         problems += _cross_field_problems(cfg)
     if problems:

@@ -80,6 +80,15 @@ def log_reports(evaluation: Any, class_names: Sequence[str]) -> None:
     mlflow.log_dict(evaluation.report, "metrics/classification_report.json")
 
 
+def log_fit_outcome(result: Any) -> None:
+    """What the callbacks decided: ``best_epoch`` and ``kept_epoch`` (whose weights the
+    model holds, tested and logged), and the checkpoint files under ``checkpoints/``."""
+    if result.best_epoch is not None:
+        mlflow.log_metrics({"best_epoch": result.best_epoch, "kept_epoch": result.kept_epoch})
+    for path in result.checkpoints:
+        mlflow.log_artifact(str(path), "checkpoints")
+
+
 def wanted(viz: Any, part: str) -> bool:
     return bool(viz.enabled) and bool(viz.get(part, True))
 

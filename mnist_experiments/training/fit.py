@@ -6,7 +6,8 @@ import logging
 import multiprocessing
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import keras
@@ -15,6 +16,7 @@ import numpy as np
 from mnist_experiments.config.safety import safe_instantiate
 from mnist_experiments.errors import UserError
 from mnist_experiments.models.builder import build_model
+from mnist_experiments.training.callbacks import configure
 from mnist_experiments.training.pipeline import make_dataset
 from mnist_experiments.training.schedules import (
     current_learning_rate,
@@ -129,6 +131,16 @@ class FitResult:
     history: Dict[str, List[float]]
     epoch_seconds: List[float]
     fit_seconds: float
+    # the 1-based epoch whose weights the model holds (early stopping may restore an
+    # earlier one than the last), the best epoch by the callbacks' monitor (None
+    # without such callbacks), and the checkpoint files written
+    kept_epoch: int = 0
+    best_epoch: Optional[int] = None
+    checkpoints: List[Path] = field(default_factory=list)
+
+    def at_kept_epoch(self, key: str) -> float:
+        """``history[key]`` at the epoch whose weights the model holds."""
+        return self.history[key][self.kept_epoch - 1]
 
 
 def build_and_compile(cfg: Any, steps: int = 1) -> keras.Model:
@@ -157,10 +169,13 @@ def fit(
     on_metrics: Optional[Callable[[Dict[str, float], int], None]] = None,
     callbacks: Optional[List[keras.callbacks.Callback]] = None,
     prefix: str = "",
+    name: str = "",
 ) -> FitResult:
     """Build, compile and train a model on uint8 images; validate after every epoch.
 
-    ``x_val=None`` trains without a validation set (a k-fold refit).
+    ``x_val=None`` trains without a validation set (a k-fold refit). The callbacks of
+    ``cfg.callbacks`` are added (:func:`~mnist_experiments.training.callbacks.configure`;
+    ``name``: their checkpoints' subdirectory, e.g. ``fold-2``).
     """
     batch_size = int(cfg.train.batch_size)
     model = build_and_compile(cfg, steps_per_epoch(len(y_train), batch_size))
@@ -170,6 +185,8 @@ def fit(
     epochs = int(cfg.train.epochs)
     logger = EpochLogger(epochs, on_metrics, prefix=prefix)
     progress = [TerminalProgress()] if progress_wanted() else []
+    # before the logger: its learning_rate (the epoch's first step's) is the one kept
+    configured = configure(cfg, validation=x_val is not None, name=name)
     start = time.perf_counter()
     history = model.fit(
         train_ds,
@@ -177,14 +194,18 @@ def fit(
         epochs=epochs,
         verbose=0,
         shuffle=False,  # the tf.data pipeline shuffles, seeded
-        callbacks=[*progress, logger, *(callbacks or [])],
+        callbacks=[*progress, *configured.callbacks, logger, *(callbacks or [])],
     )
     fit_seconds = time.perf_counter() - start
+    kept = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     return FitResult(
         model=model,
-        history={k: [float(v) for v in vals] for k, vals in history.history.items()},
+        history=kept,
         epoch_seconds=logger.epoch_seconds,
         fit_seconds=fit_seconds,
+        kept_epoch=configured.kept_epoch(kept),
+        best_epoch=configured.best_epoch(kept),
+        checkpoints=configured.checkpoint_files(),
     )
 
 

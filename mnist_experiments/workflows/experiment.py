@@ -171,7 +171,7 @@ def _fit_and_test(cfg: DictConfig, dataset: Any, x_train, y_train, x_val, y_val,
                   prefix: str = ""):
     """Fit, evaluate on the test set, then record: metrics and every run artifact.
 
-    Returns the test metrics and the training history.
+    Returns the test metrics and the fit's result.
     """
     names = list(dataset.class_names)
     viz = cfg.viz
@@ -194,14 +194,16 @@ def _fit_and_test(cfg: DictConfig, dataset: Any, x_train, y_train, x_val, y_val,
         "seconds_per_epoch": sum(result.epoch_seconds) / len(result.epoch_seconds),
     })
     log.info("%stest %s", prefix, " ".join(f"{k}={v:.4f}" for k, v in evaluation.metrics.items()))
+    artifacts.log_fit_outcome(result)
     artifacts.log_run_artifacts(cfg, dataset, result.history, evaluation)
-    return evaluation.metrics, result.history
+    return evaluation.metrics, result
 
 
 def _holdout(cfg: DictConfig, dataset: Any) -> Dict[str, float]:
-    metrics, history = _fit_and_test(cfg, dataset, dataset.x_train, dataset.y_train,
-                                     dataset.x_val, dataset.y_val)
-    metrics["objective"] = history["val_accuracy"][-1]
+    metrics, result = _fit_and_test(cfg, dataset, dataset.x_train, dataset.y_train,
+                                    dataset.x_val, dataset.y_val)
+    # the validation accuracy of the weights kept (early stopping may restore the best)
+    metrics["objective"] = result.at_kept_epoch("val_accuracy")
     mlflow.log_metric("objective", metrics["objective"])
     return metrics
 

@@ -40,6 +40,11 @@ class FoldResult:
     run_id: str
     history: Dict[str, List[float]]
     val_metrics: Dict[str, float]
+    kept_epoch: int = 0  # whose weights the fold's model holds (0: the last)
+
+    def final(self, key: str) -> float:
+        """``history[key]`` at the epoch whose weights the fold's model holds."""
+        return self.history[key][self.kept_epoch - 1 if self.kept_epoch else -1]
 
 
 @dataclass
@@ -53,7 +58,7 @@ def summarize(results: List[FoldResult]) -> Dict[str, float]:
     """``cv_val_<metric>_{mean,std,min,max}`` over the folds' final values."""
     summary: Dict[str, float] = {}
     for metric in ("accuracy", "loss"):
-        values = np.array([r.history[f"val_{metric}"][-1] for r in results], dtype=np.float64)
+        values = np.array([r.final(f"val_{metric}") for r in results], dtype=np.float64)
         summary.update({
             f"cv_val_{metric}_mean": float(values.mean()),
             f"cv_val_{metric}_std": float(values.std()),
@@ -81,7 +86,8 @@ def run_folds(cfg: Any, x: np.ndarray, y: np.ndarray, class_names: List[str],
                                "val_size": len(val_idx)})
             with BackgroundMetrics(run.info.run_id) as writer:
                 result = fit(cfg, x[train_idx], y[train_idx], x[val_idx], y[val_idx],
-                             on_metrics=writer.log, prefix=prefix)
+                             on_metrics=writer.log, prefix=prefix, name=f"fold-{fold}")
+            artifacts.log_fit_outcome(result)
             evaluation = evaluate(result.model, x[val_idx], y[val_idx], class_names,
                                   prefix="final_val_")
             mlflow.log_metrics({**evaluation.metrics, "fit_seconds": result.fit_seconds})
@@ -92,9 +98,10 @@ def run_folds(cfg: Any, x: np.ndarray, y: np.ndarray, class_names: List[str],
                         evaluation.confusion, class_names,
                         title=f"Confusion matrix (fold {fold} validation)"),
                     "plots/confusion_matrix.png")
-            results.append(FoldResult(fold, run.info.run_id, result.history, evaluation.metrics))
+            results.append(FoldResult(fold, run.info.run_id, result.history, evaluation.metrics,
+                                      result.kept_epoch))
             last_model = result.model
-        log.info("%sfinal val_accuracy=%.4f", prefix, result.history["val_accuracy"][-1])
+        log.info("%sfinal val_accuracy=%.4f", prefix, results[-1].final("val_accuracy"))
     return FoldsOutcome(results, last_model, splits[-1][1])
 
 
@@ -103,8 +110,8 @@ def log_summary(cfg: Any, folds: FoldsOutcome) -> Dict[str, float]:
     summary = summarize(folds.results)
     mlflow.log_metrics({**summary, "objective": summary["cv_val_accuracy_mean"]})
     for r in folds.results:
-        mlflow.log_metric("fold_val_accuracy", r.history["val_accuracy"][-1], step=r.fold)
-        mlflow.log_metric("fold_val_loss", r.history["val_loss"][-1], step=r.fold)
+        mlflow.log_metric("fold_val_accuracy", r.final("val_accuracy"), step=r.fold)
+        mlflow.log_metric("fold_val_loss", r.final("val_loss"), step=r.fold)
     mlflow.log_dict({f"fold-{r.fold}": r.run_id for r in folds.results}, "cv/fold_runs.json")
     log.info("cross-validation: val_accuracy %.4f ± %.4f over %d folds",
              summary["cv_val_accuracy_mean"], summary["cv_val_accuracy_std"], len(folds.results))
@@ -115,7 +122,7 @@ def log_summary(cfg: Any, folds: FoldsOutcome) -> Dict[str, float]:
         artifacts.log_figure(figures.fold_curves(histories, metric="val_loss"),
                              "plots/cv_val_loss_per_epoch.png")
         artifacts.log_figure(
-            figures.fold_summary([r.history["val_accuracy"][-1] for r in folds.results]),
+            figures.fold_summary([r.final("val_accuracy") for r in folds.results]),
             "plots/cv_fold_accuracy.png")
     return {**summary, "objective": summary["cv_val_accuracy_mean"]}
 
