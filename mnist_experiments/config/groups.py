@@ -23,7 +23,8 @@ from mnist_experiments.errors import ConfigError
 
 CONFIG_PACKAGE = "mnist_experiments.conf"
 # Every run needs one option of each of these; the others are off unless chosen.
-REQUIRED_GROUPS = ("data", "model", "optimizer", "cv", "schedule", "callbacks", "viz")
+REQUIRED_GROUPS = ("data", "model", "optimizer", "cv", "schedule", "callbacks", "augment",
+                   "viz")
 OPTIONAL_GROUPS = ("experiment", "hparams_search", "debug")
 _NULLS = ("null", "NULL", "Null")
 

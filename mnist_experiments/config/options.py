@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+from mnist_experiments.config.augment import AUGMENTATIONS
 from mnist_experiments.config.callbacks import CALLBACKS
 from mnist_experiments.config.cv import CROSS_VALIDATION
 from mnist_experiments.config.optimizer import OPTIMIZERS
 from mnist_experiments.config.registry import Registry
 from mnist_experiments.config.schedule import SCHEDULES
 
-REGISTRIES: List[Registry] = [OPTIMIZERS, CROSS_VALIDATION, SCHEDULES, CALLBACKS]
+REGISTRIES: List[Registry] = [OPTIMIZERS, CROSS_VALIDATION, SCHEDULES, CALLBACKS,
+                               AUGMENTATIONS]
 
 
 def allowed_targets() -> List[str]:

@@ -176,6 +176,8 @@ class Config:
     # Keras callbacks by name, each typed by the schema its _target_ selects
     # (config/callbacks.py); none by default
     callbacks: Dict[str, Any] = field(default_factory=dict)
+    # random changes to training images (config/augment.py); none before this group
+    augment: Any = field(default_factory=lambda: {"name": "none"})
     train: TrainConfig = field(default_factory=TrainConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     viz: VizConfig = field(default_factory=VizConfig)

@@ -7,6 +7,7 @@ Keras or MLflow.
 """
 
 from mnist_experiments.figures.architecture import architecture_diagram
+from mnist_experiments.figures.augmentation import augmentation_grid
 from mnist_experiments.figures.confusion import confusion_matrix_figure
 from mnist_experiments.figures.curves import fold_curves, fold_summary, training_curves
 from mnist_experiments.figures.images import (
@@ -21,6 +22,7 @@ from mnist_experiments.figures.sweeps import objective_per_job
 
 __all__ = [
     "sample_grid",
+    "augmentation_grid",
     "training_curves",
     "confusion_matrix_figure",
     "prediction_grid",

@@ -9,7 +9,7 @@ new YAML file; no Python is needed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import keras
 from keras import layers
@@ -23,7 +23,8 @@ def _value(x: Any) -> Any:
     return getattr(x, "value", x)
 
 
-def build_model(model_cfg: Any, input_shape=INPUT_SHAPE, num_classes: int = NUM_CLASSES) -> keras.Model:
+def build_model(model_cfg: Any, input_shape=INPUT_SHAPE, num_classes: int = NUM_CLASSES,
+                augment: Optional[keras.layers.Layer] = None) -> keras.Model:
     """Build the (uncompiled) Keras model that ``model_cfg`` describes.
 
     Parameters
@@ -33,6 +34,9 @@ def build_model(model_cfg: Any, input_shape=INPUT_SHAPE, num_classes: int = NUM_
         :class:`mnist_experiments.config.schema.ModelConfig`.
     input_shape : tuple of int, default (28, 28, 1)
     num_classes : int, default 10
+    augment : keras.layers.Layer, optional
+        Training-time augmentation, put right after the input (Keras runs it in
+        training only; see :mod:`mnist_experiments.training.augmentation`).
 
     Returns
     -------
@@ -41,7 +45,7 @@ def build_model(model_cfg: Any, input_shape=INPUT_SHAPE, num_classes: int = NUM_
         summaries can refer to them.
     """
     inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
+    x = inputs if augment is None else augment(inputs)
     for i, block in enumerate(model_cfg.conv_blocks, start=1):
         x = _normalized(x, layers.Conv2D, f"conv{i}", block.activation, bool(block.batch_norm),
                         filters=int(block.filters), kernel_size=int(block.kernel_size),

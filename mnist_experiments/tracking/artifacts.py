@@ -120,8 +120,11 @@ def log_activation_images(maps: Dict[str, np.ndarray], step: int, max_channels: 
 
 
 def log_run_artifacts(cfg: Any, dataset: Any, history: Dict[str, List[float]],
-                      evaluation: Any) -> Dict[str, float]:
+                      evaluation: Any, augmented: Optional[Any] = None) -> Dict[str, float]:
     """Log everything a run shows in the MLflow UI besides params and metrics.
+
+    ``augmented``: (images, labels, augmented versions) of a few training images, drawn
+    as ``plots/augment_samples.png`` (a run with ``augment`` other than ``none``).
 
     Returns the seconds spent per artifact (also logged as ``artifact_seconds.json``
     and, in total, as the metric ``artifact_seconds``).
@@ -142,6 +145,12 @@ def log_run_artifacts(cfg: Any, dataset: Any, history: Dict[str, List[float]],
             drawn["plots/samples.png"] = figures.sample_grid(
                 dataset.x_train[:n], dataset.y_train[:n], names,
                 n=n, title=f"Training samples ({dataset.source})")
+    if augmented is not None and wanted(viz, "samples"):
+        with timer("augment_samples"):
+            images, labels, versions = augmented
+            drawn["plots/augment_samples.png"] = figures.augmentation_grid(
+                images, versions, labels, names,
+                title=f"Training augmentation ({cfg.augment.name})")
     if wanted(viz, "curves"):
         with timer("curves"):
             drawn["plots/curves.png"] = figures.training_curves(history)

@@ -16,6 +16,7 @@ import numpy as np
 from mnist_experiments.config.safety import safe_instantiate
 from mnist_experiments.errors import UserError
 from mnist_experiments.models.builder import build_model
+from mnist_experiments.training.augmentation import augmenter
 from mnist_experiments.training.callbacks import configure
 from mnist_experiments.training.pipeline import make_dataset
 from mnist_experiments.training.schedules import (
@@ -146,7 +147,7 @@ class FitResult:
 def build_and_compile(cfg: Any, steps: int = 1) -> keras.Model:
     """The model that ``cfg.model`` describes, compiled with ``cfg.optimizer`` and its
     learning rate under ``cfg.schedule`` (``steps``: optimizer steps per epoch)."""
-    model = build_model(cfg.model)
+    model = build_model(cfg.model, augment=augmenter(cfg))
     # a Keras schedule cannot go through Hydra's config merge: it is passed to the class
     optimizer = safe_instantiate(cfg.optimizer, _partial_=True)(
         learning_rate=learning_rate(cfg, steps))

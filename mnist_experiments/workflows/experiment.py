@@ -35,6 +35,7 @@ from mnist_experiments.tracking.runs import (
     tracked_run,
 )
 from mnist_experiments.tracking.store import StoreCreation, resolve_tracking_uri
+from mnist_experiments.training.augmentation import augmented_samples
 from mnist_experiments.training.evaluation import activation_maps, evaluate, sample_index
 from mnist_experiments.training.fit import EveryNEpochs, fit
 from mnist_experiments.training.seeding import apply_threads, resolve_threads, seed_everything
@@ -43,6 +44,8 @@ from mnist_experiments.launch import numerics
 from mnist_experiments.launch.context import JobContext
 
 log = logging.getLogger(__name__)
+
+AUGMENT_SAMPLES = 6  # training images shown with their augmented versions
 
 
 def run_name_for(cfg: DictConfig, overrides: List[str]) -> str:
@@ -195,7 +198,13 @@ def _fit_and_test(cfg: DictConfig, dataset: Any, x_train, y_train, x_val, y_val,
     })
     log.info("%stest %s", prefix, " ".join(f"{k}={v:.4f}" for k, v in evaluation.metrics.items()))
     artifacts.log_fit_outcome(result)
-    artifacts.log_run_artifacts(cfg, dataset, result.history, evaluation)
+    augmented = None
+    if artifacts.wanted(viz, "samples"):
+        shown = slice(0, min(AUGMENT_SAMPLES, len(y_train)))
+        versions = augmented_samples(cfg, x_train[shown])
+        if versions is not None:
+            augmented = (x_train[shown], y_train[shown], versions)
+    artifacts.log_run_artifacts(cfg, dataset, result.history, evaluation, augmented)
     return evaluation.metrics, result
 
 
