@@ -54,3 +54,38 @@ def test_steps_per_execution_does_not_change_the_trained_model():
     assert history_1 == history_8
     assert all(np.array_equal(a, b) for a, b in zip(weights_1, weights_8))
     assert compose_cfg().train.steps_per_execution == 8  # the default
+
+
+def test_the_losses_and_their_labels():
+    default = compose_cfg().train
+    assert training.training_loss(default) == "sparse_categorical_crossentropy"
+    assert not training.one_hot_labels(default)
+    smoothed = compose_cfg("train.label_smoothing=0.1").train
+    loss = training.training_loss(smoothed)
+    assert isinstance(loss, keras.losses.CategoricalCrossentropy)
+    assert loss.get_config()["label_smoothing"] == pytest.approx(0.1)
+    focal = training.training_loss(compose_cfg("train.loss=focal", "train.focal_gamma=1").train)
+    assert isinstance(focal, keras.losses.CategoricalFocalCrossentropy)
+    assert focal.get_config()["gamma"] == 1.0
+    labels = np.array([3, 0, 9], dtype=np.int64)
+    images = np.zeros((3, 28, 28), dtype=np.uint8)
+    (_, hot), = [(x.numpy(), y.numpy()) for x, y in pipeline.make_dataset(
+        images, labels, batch_size=3, one_hot=10)]
+    np.testing.assert_array_equal(hot, np.eye(10)[labels])
+
+
+@pytest.mark.slow
+def test_label_smoothing_is_the_loss_the_model_trains_on():
+    """The training loss of one batch equals cross-entropy against smoothed targets."""
+    from mnist_experiments.config.validation import validate
+
+    cfg = validate(compose_cfg("data=digits", "data.limit=200", "model=seed_tiny",
+                               "train.label_smoothing=0.2"))
+    data = load_dataset(cfg.data, int(cfg.seed))
+    model = training.build_and_compile(cfg)
+    batch = pipeline.make_dataset(data.x_val[:32], data.y_val[:32], 32, one_hot=10)
+    measured = model.evaluate(batch, verbose=0, return_dict=True)["loss"]
+    probs = model.predict(pipeline.to_float(data.x_val[:32]), verbose=0).astype(np.float64)
+    targets = np.eye(10)[data.y_val[:32]] * 0.8 + 0.2 / 10
+    expected = float(np.mean(-np.sum(targets * np.log(np.clip(probs, 1e-7, 1)), axis=1)))
+    assert measured == pytest.approx(expected, rel=1e-4)

@@ -29,6 +29,7 @@ IMAGE_SIZE = 28
 ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI",
         "AVX512_CORE_BF16", "AVX512_CORE_AMX")
 MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seed range
+LOSSES = frozenset({"crossentropy", "focal"})
 
 # Keras activation names accepted in model configs (checked without importing Keras).
 ACTIVATIONS = frozenset({
@@ -130,6 +131,14 @@ class TrainConfig:
     # this CPU, resolved and recorded when the run starts (see launch/numerics.py).
     onednn: Optional[bool] = None
     cpu_isa: Optional[str] = bounded(None, choices=ISAS)
+    # The training loss: crossentropy (Keras' sparse categorical cross-entropy, or the
+    # categorical one on one-hot labels when label_smoothing > 0) or focal (Keras'
+    # CategoricalFocalCrossentropy, which weighs hard images more by focal_gamma).
+    # test_loss stays the plain cross-entropy of the test predictions, comparable
+    # across losses.
+    loss: str = bounded("crossentropy", choices=LOSSES)
+    label_smoothing: float = bounded(0.0, ge=0.0, lt=1.0, example=0.1)
+    focal_gamma: float = bounded(2.0, ge=0.0)
 
 
 @dataclass

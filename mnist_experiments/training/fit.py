@@ -15,7 +15,7 @@ import numpy as np
 
 from mnist_experiments.config.safety import safe_instantiate
 from mnist_experiments.errors import UserError
-from mnist_experiments.models.builder import build_model
+from mnist_experiments.models.builder import NUM_CLASSES, build_model
 from mnist_experiments.training.augmentation import augmenter
 from mnist_experiments.training.callbacks import configure
 from mnist_experiments.training.pipeline import make_dataset
@@ -144,6 +144,24 @@ class FitResult:
         return self.history[key][self.kept_epoch - 1]
 
 
+def one_hot_labels(train_cfg: Any) -> bool:
+    """Whether the training loss wants one-hot labels (Keras' sparse cross-entropy has
+    no label smoothing; its categorical losses do)."""
+    return train_cfg.get("loss", "crossentropy") != "crossentropy" or float(
+        train_cfg.get("label_smoothing", 0.0)) > 0
+
+
+def training_loss(train_cfg: Any) -> Any:
+    """The Keras loss of ``train.loss`` and ``train.label_smoothing``."""
+    smoothing = float(train_cfg.get("label_smoothing", 0.0))
+    if train_cfg.get("loss", "crossentropy") == "focal":
+        return keras.losses.CategoricalFocalCrossentropy(
+            gamma=float(train_cfg.get("focal_gamma", 2.0)), label_smoothing=smoothing)
+    if smoothing > 0:
+        return keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
+    return "sparse_categorical_crossentropy"  # the notebook's, and the default
+
+
 def build_and_compile(cfg: Any, steps: int = 1) -> keras.Model:
     """The model that ``cfg.model`` describes, compiled with ``cfg.optimizer`` and its
     learning rate under ``cfg.schedule`` (``steps``: optimizer steps per epoch)."""
@@ -153,7 +171,7 @@ def build_and_compile(cfg: Any, steps: int = 1) -> keras.Model:
         learning_rate=learning_rate(cfg, steps))
     model.compile(
         optimizer=optimizer,
-        loss="sparse_categorical_crossentropy",
+        loss=training_loss(cfg.train),
         metrics=["accuracy"],
         jit_compile=bool(cfg.train.jit_compile),
         steps_per_execution=int(cfg.train.steps_per_execution),
@@ -180,9 +198,10 @@ def fit(
     """
     batch_size = int(cfg.train.batch_size)
     model = build_and_compile(cfg, steps_per_epoch(len(y_train), batch_size))
-    train_ds = make_dataset(x_train, y_train, batch_size, shuffle=True,
-                            seed=int(cfg.seed), shuffle_buffer=cfg.train.shuffle_buffer)
-    val_ds = None if x_val is None else make_dataset(x_val, y_val, batch_size)
+    classes = NUM_CLASSES if one_hot_labels(cfg.train) else 0
+    train_ds = make_dataset(x_train, y_train, batch_size, shuffle=True, seed=int(cfg.seed),
+                            shuffle_buffer=cfg.train.shuffle_buffer, one_hot=classes)
+    val_ds = None if x_val is None else make_dataset(x_val, y_val, batch_size, one_hot=classes)
     epochs = int(cfg.train.epochs)
     logger = EpochLogger(epochs, on_metrics, prefix=prefix)
     progress = [TerminalProgress()] if progress_wanted() else []

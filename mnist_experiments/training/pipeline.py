@@ -39,13 +39,15 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 0,
     shuffle_buffer: Optional[int] = None,
+    one_hot: int = 0,
 ) -> tf.data.Dataset:
     """A batched, prefetched ``tf.data`` pipeline over uint8 images held in memory.
 
     The images stay uint8 in one tensor (a quarter of the memory of float32 copies);
     each batch is gathered by index and scaled to [0, 1] on the fly. Only the indices
     are shuffled (seeded, so every epoch's order is the same from run to run), which
-    is far cheaper than shuffling the images themselves.
+    is far cheaper than shuffling the images themselves. ``one_hot``: labels as one-hot
+    vectors of that many classes (for the categorical losses), else class indices.
     """
     x = tf.constant(images[..., np.newaxis] if images.ndim == 3 else images)
     y = tf.constant(labels)
@@ -54,7 +56,10 @@ def make_dataset(
         ds = ds.shuffle(shuffle_buffer or len(labels), seed=seed, reshuffle_each_iteration=True)
 
     def gather(index):
-        return tf.cast(tf.gather(x, index), tf.float32) / 255.0, tf.gather(y, index)
+        labels = tf.gather(y, index)
+        if one_hot:
+            labels = tf.one_hot(labels, one_hot)
+        return tf.cast(tf.gather(x, index), tf.float32) / 255.0, labels
 
     return without_autotune(ds.batch(batch_size).map(gather).prefetch(PREFETCH_BATCHES))
 
