@@ -22,6 +22,7 @@ import keras
 import mlflow
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_experiments.config.identity import config_id
 from mnist_experiments.config.validation import validate
 from mnist_experiments.data import load_dataset
 from mnist_experiments.data.folds import check_folds, training_pool
@@ -155,6 +156,7 @@ def _run_tags(cfg: DictConfig, context: JobContext, dataset: Any) -> Dict[str, s
         "data.source": dataset.source,
         "model.name": str(cfg.model.name),
         "overrides": " ".join(context.overrides)[:5000],
+        "config_id": config_id(cfg),  # the same for runs that differ only in their seed
     })
     if context.output_dir:
         tags["hydra.output_dir"] = context.output_dir

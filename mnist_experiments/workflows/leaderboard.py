@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from mnist_experiments.errors import UserError
 from mnist_experiments import figures
 from mnist_experiments.launch.files import job_records, read_sweep_file
+from mnist_experiments.workflows import grouped
 from mnist_experiments.tracking import liveness
 from mnist_experiments.tracking.models import register
 from mnist_experiments.tracking.store import existing_store_uri
@@ -98,6 +99,8 @@ def collect_rows(sweep_dir: Optional[Path], uri: str, parent_run_id: str) -> Lis
             "run_id": run.info.run_id,
             "duration_s": round(duration, 1),
             "error": "",
+            "config_id": run.data.tags.get("config_id"),
+            "seed": run.data.params.get("seed"),
         }
     if sweep_dir is not None and sweep_dir.is_dir():
         for record in job_records(sweep_dir):
@@ -220,6 +223,14 @@ def build_report(sweep_dir: Optional[Path], uri: str, parent_run_id: str,
         figures.save_png(figures.objective_per_job([f"{key}={v}" for v in names], means, best,
                                                title=f"Mean objective by {key}"), path)
         files.append(path)
+    seeds = grouped.varies_seed(rows)
+    groups = grouped.group_rows(rows) if seeds else []
+    comparison = grouped.compare_best(groups) if groups else None
+    if groups:  # a seed sweep: one row per configuration, with its spread
+        markdown += grouped.to_markdown(groups, comparison)
+        files[0].write_text(markdown)
+        files.append(out_dir / "summary_grouped.csv")
+        files[-1].write_text(grouped.to_csv(groups))
     report = Report(rows=rows, markdown=markdown, files=files)
 
     if log_to_parent:
@@ -236,6 +247,13 @@ def build_report(sweep_dir: Optional[Path], uri: str, parent_run_id: str,
             client.set_tag(parent_run_id, "best_run_id", best_row["run_id"])
             client.set_tag(parent_run_id, "best_job", str(best_row["job"]))
             client.set_tag(parent_run_id, "best_overrides", str(best_row["overrides"])[:5000])
+        if groups:
+            for key, value in grouped.parent_metrics(groups, comparison).items():
+                client.log_metric(parent_run_id, key, value)
+            client.set_tag(parent_run_id, "grouped_best_config_id", groups[0]["config_id"])
+            if comparison is not None:
+                client.set_tag(parent_run_id, "grouped_best_is_significant",
+                               str(comparison.significant).lower())
         client.log_metric(parent_run_id, "jobs_finished", len(rows) - len(report.failed))
         client.log_metric(parent_run_id, "jobs_failed", len(report.failed))
     if register_as and report.best is not None:
