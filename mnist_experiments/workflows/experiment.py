@@ -27,7 +27,9 @@ from mnist_experiments.config.validation import validate
 from mnist_experiments.data import load_dataset
 from mnist_experiments.data.folds import check_folds, training_pool
 from mnist_experiments.tracking import artifacts, provenance
+from mnist_experiments.tracking.datasets import log_datasets
 from mnist_experiments.tracking.models import register
+from mnist_experiments.tracking.notes import NOTE_TAG, run_note
 from mnist_experiments.tracking.runs import (
     BackgroundMetrics,
     ensure_experiment,
@@ -131,11 +133,18 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None,
         mlflow.log_dict({"overrides": context.overrides}, "overrides.yaml")
         mlflow.log_dict({"source": dataset.source, "fingerprint": dataset.fingerprint,
                          "shapes": dataset.shapes()}, "data.json")
+        test = (dataset.x_test, dataset.y_test)
+        log_datasets(str(cfg.data.name), dataset.fingerprint, dataset.source,
+                     {"training": (x_pool, y_pool), "test": test} if is_kfold else
+                     {"training": (dataset.x_train, dataset.y_train),
+                      "validation": (dataset.x_val, dataset.y_val), "test": test})
         if is_kfold:
             metrics = _kfold(cfg, dataset, x_pool, y_pool, experiment_id, tags)
         else:
             metrics = _holdout(cfg, dataset)
         mlflow.log_metric("total_seconds", time.perf_counter() - started)
+        mlflow.set_tag(NOTE_TAG, run_note(cfg, dataset, metrics, context.overrides,
+                                          tags["config_id"]))
         run_id = run.info.run_id
     register_as = cfg.mlflow.get("register_as")
     if register_as and context.parent_run_id is None and cfg.mlflow.log_model:

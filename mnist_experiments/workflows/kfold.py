@@ -21,6 +21,7 @@ import numpy as np
 from mnist_experiments import figures
 from mnist_experiments.data.folds import fold_indices
 from mnist_experiments.tracking import artifacts
+from mnist_experiments.tracking.datasets import log_datasets
 from mnist_experiments.tracking.runs import BackgroundMetrics, tracked_run
 from mnist_experiments.training.evaluation import (
     ActivationMaps,
@@ -84,6 +85,10 @@ def run_folds(cfg: Any, x: np.ndarray, y: np.ndarray, class_names: List[str],
         with tracked_run(experiment_id, f"fold-{fold}", tags, nested=True) as run:
             mlflow.log_params({"fold": fold, "folds": k, "train_size": len(train_idx),
                                "val_size": len(val_idx)})
+            log_datasets(f"{cfg.data.name}-fold-{fold}", parent_tags.get("data.fingerprint", ""),
+                         parent_tags.get("data.source", ""),
+                         {"training": (x[train_idx], y[train_idx]),
+                          "validation": (x[val_idx], y[val_idx])})
             with BackgroundMetrics(run.info.run_id) as writer:
                 result = fit(cfg, x[train_idx], y[train_idx], x[val_idx], y[val_idx],
                              on_metrics=writer.log, prefix=prefix, name=f"fold-{fold}")

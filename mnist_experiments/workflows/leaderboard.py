@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from mlflow.entities import Param
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -28,6 +29,7 @@ from mnist_experiments.launch.files import job_records, read_sweep_file
 from mnist_experiments.workflows import grouped
 from mnist_experiments.tracking import liveness
 from mnist_experiments.tracking.models import register
+from mnist_experiments.tracking.notes import NOTE_TAG, sweep_note
 from mnist_experiments.tracking.store import existing_store_uri
 
 COLUMNS = ["rank", "best", "job", "overrides", "objective", "test_accuracy", "test_loss",
@@ -206,6 +208,7 @@ def build_report(sweep_dir: Optional[Path], uri: str, parent_run_id: str,
     title = f"Sweep {out_dir.name}"
     planned = (read_sweep_file(sweep_dir) or {}).get("planned_jobs") if sweep_dir else None
     markdown = to_markdown(rows, title, planned)
+    table = "\n".join(line for line in markdown.splitlines() if line.startswith("|"))
     files = [out_dir / "summary.md", out_dir / "summary.csv", out_dir / "objective_per_job.png"]
     files[0].write_text(markdown)
     files[1].write_text(to_csv(rows))
@@ -247,6 +250,11 @@ def build_report(sweep_dir: Optional[Path], uri: str, parent_run_id: str,
             client.set_tag(parent_run_id, "best_run_id", best_row["run_id"])
             client.set_tag(parent_run_id, "best_job", str(best_row["job"]))
             client.set_tag(parent_run_id, "best_overrides", str(best_row["overrides"])[:5000])
+            _log_best_params(client, parent_run_id, best_row)
+        experiment_id = client.get_run(parent_run_id).info.experiment_id
+        client.set_tag(parent_run_id, NOTE_TAG, sweep_note(
+            rows, experiment_id, title, table,
+            comparison.sentence(groups) if comparison is not None else None))
         if groups:
             for key, value in grouped.parent_metrics(groups, comparison).items():
                 client.log_metric(parent_run_id, key, value)
@@ -262,6 +270,19 @@ def build_report(sweep_dir: Optional[Path], uri: str, parent_run_id: str,
         if log_to_parent:
             MlflowClient(uri).set_tag(parent_run_id, "best_model_registered", report.registered)
     return report
+
+
+def _log_best_params(client: MlflowClient, parent_run_id: str, row: Dict[str, Any]) -> None:
+    """The best job's overrides as the parent's params ``best.<key>``. Params cannot
+    change: a rebuilt report whose best job differs keeps the first ones (and says so)."""
+    params = dict(item.split("=", 1) for item in str(row.get("overrides") or "").split()
+                  if "=" in item)
+    try:
+        client.log_batch(parent_run_id, params=[
+            Param(f"best.{key}"[:250], value[:6000]) for key, value in params.items()])
+    except MlflowException:
+        client.set_tag(parent_run_id, "best_params_note",
+                       "best.* params name the best job of the first report")
 
 
 def locate_sweep(target: str, tracking_uri: Optional[str] = None

@@ -1,0 +1,44 @@
+"""What a run shows in the MLflow UI besides its metrics: its datasets (the Dataset
+column), its config_id (to group a seed sweep) and a readable description."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import FAST, all_runs, run_cli, store_uri
+
+pytestmark = pytest.mark.slow
+
+
+def _inputs(run):
+    return {tuple(t.value for t in d.tags if t.key == "mlflow.data.context")[0]: d.dataset
+            for d in run.inputs.dataset_inputs}
+
+
+def test_a_training_run_logs_its_three_datasets_and_a_description(trained_run):
+    run = trained_run["run"]
+    inputs = _inputs(run)
+    assert sorted(inputs) == ["test", "training", "validation"]
+    fingerprint = run.data.tags["data.fingerprint"]
+    for context, dataset in inputs.items():
+        assert dataset.name == f"digits-{context}"
+        assert dataset.digest == fingerprint[:36]
+        assert "sklearn:load_digits" in dataset.source
+    assert '"features_shape": [540, 28, 28]' in inputs["training"].profile  # 600 - 10%
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith("**seed_cnn** trained on **digits**")
+    assert f"test accuracy {run.data.metrics['test_accuracy']:.4f}" in note
+    assert f"config_id: `{run.data.tags['config_id']}`" in note
+
+
+def test_a_kfold_run_logs_its_pool_and_each_fold_its_split(tmp_path):
+    done = run_cli([*FAST, "cv=kfold", "cv.folds=2", "viz=off", "mlflow.log_model=false"],
+                   tmp_path)
+    assert done.returncode == 0, done.stderr
+    runs = {r.info.run_name: r for r in all_runs(store_uri(tmp_path))}
+    fold = _inputs(runs["fold-2"])
+    assert {k: v.name for k, v in fold.items()} == {
+        "training": "digits-fold-2-training", "validation": "digits-fold-2-validation"}
+    (parent,) = [r for name, r in runs.items() if not name.startswith("fold-")]
+    assert sorted(_inputs(parent)) == ["test", "training"]
+    assert "cv_val_accuracy_mean" in parent.data.tags["mlflow.note.content"]
