@@ -90,6 +90,8 @@ def test_a_seed_sweep_writes_the_grouped_table_and_tells_the_parent(tmp_path):
     for r in children:
         ids[r.data.params["optimizer._target_"]].add(r.data.tags["config_id"])
     assert all(len(v) == 1 for v in ids.values()) and len(set.union(*ids.values())) == 2
+    # sweep jobs sample no system metrics unless asked (mlflow.system_metrics=true)
+    assert not any(k.startswith("system/") for r in children for k in r.data.metrics)
     assert parent.data.metrics["grouped_best_n"] == 3
     assert parent.data.metrics["grouped_configurations"] == 2
     assert parent.data.tags["grouped_best_config_id"] == table[0]["config_id"]

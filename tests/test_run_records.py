@@ -42,3 +42,9 @@ def test_a_kfold_run_logs_its_pool_and_each_fold_its_split(tmp_path):
     (parent,) = [r for name, r in runs.items() if not name.startswith("fold-")]
     assert sorted(_inputs(parent)) == ["test", "training"]
     assert "cv_val_accuracy_mean" in parent.data.tags["mlflow.note.content"]
+
+
+def test_a_single_run_samples_system_metrics(trained_run):
+    metrics = trained_run["run"].data.metrics
+    assert "system/cpu_utilization_percentage" in metrics
+    assert metrics["system/system_memory_usage_megabytes"] > 0

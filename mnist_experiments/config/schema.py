@@ -151,6 +151,10 @@ class MlflowConfig:
     # Register the trained model under this name (in a sweep: the best job's model).
     register_as: Optional[str] = None
     register_alias: Optional[str] = None  # e.g. champion -> models:/<name>@champion
+    # MLflow's system metrics (CPU, memory, disk, network) every 2 s of the run; null:
+    # on for a single run, off for a sweep's jobs (its parent's dashboard would count
+    # the same machine once per parallel job)
+    system_metrics: Optional[bool] = None
 
 
 @dataclass

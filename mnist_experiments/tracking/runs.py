@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 # MLflow's SQL store logs every database error, with its traceback, before raising it:
 # the raised error is what we report (as one paragraph where it is the user's to fix)
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+# its system-metrics monitor says "Started/Stopping monitoring" at every run: not news
+logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+SYSTEM_METRICS_SECONDS = 2  # sampling interval of MLflow's system metrics
 
 # the last top-level run this process ended: what a stopped command reports
 last_ended: Optional[Dict[str, str]] = None
@@ -94,6 +97,7 @@ def tracked_run(
     tags: Optional[Mapping[str, str]] = None,
     parent_run_id: Optional[str] = None,
     nested: bool = False,
+    system_metrics: bool = False,
 ) -> Iterator[mlflow.ActiveRun]:
     """Start a run and end it FINISHED, FAILED or KILLED (never left RUNNING).
 
@@ -102,13 +106,18 @@ def tracked_run(
     the next command that opens the store ends it (:mod:`.liveness`). The final status
     is written with signals held back (:func:`~mnist_experiments.launch.signals.deferred`);
     a top-level run ends with one line naming it, its status and where to look at it.
+    With ``system_metrics``, MLflow samples CPU, memory, disk and network every
+    :data:`SYSTEM_METRICS_SECONDS` into ``system/*`` metrics (it needs ``psutil``).
     """
+    if system_metrics:
+        mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_SECONDS)
     run = mlflow.start_run(
         experiment_id=experiment_id,
         run_name=run_name,
         tags={**liveness.owner_tags(), **dict(tags or {})},
         parent_run_id=parent_run_id,
         nested=nested,
+        log_system_metrics=system_metrics,
     )
     status, reason = RunStatus.to_string(RunStatus.FAILED), None
     heartbeat = liveness.Heartbeat(run.info.run_id).start()

@@ -124,8 +124,11 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None,
     seed_everything(int(cfg.seed), bool(cfg.train.deterministic))
     tags = _run_tags(cfg, context, dataset)
 
+    system = cfg.mlflow.get("system_metrics")
     with tracked_run(experiment_id, run_name_for(cfg, context.overrides), tags,
-                     parent_run_id=context.parent_run_id) as run:
+                     parent_run_id=context.parent_run_id,
+                     system_metrics=context.parent_run_id is None if system is None
+                     else bool(system)) as run:
         log.info("MLflow run %s in %s", run.info.run_id, uri)
         container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
         log_params_flat(flatten(container))
