@@ -29,6 +29,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mnist_experiments.tracking.owner import END_REASON_TAG, HEARTBEAT_TAG, Owner
+from mnist_experiments.tracking.search import search_all_runs
 
 log = logging.getLogger(__name__)
 
@@ -85,21 +86,16 @@ def repair(client: MlflowClient, experiment_ids: Optional[Iterable[str]] = None,
         if not experiment_ids:
             return repaired
         query = "attributes.status = 'RUNNING'" + (f" and {filter_string}" if filter_string else "")
-        token = None
-        while True:
-            page = client.search_runs(experiment_ids, query, max_results=1000, page_token=token)
-            for run in page:
-                reason = why_dead(run.data.tags)
-                if reason is None:
-                    continue
-                client.set_tag(run.info.run_id, END_REASON_TAG, reason)
-                client.set_terminated(run.info.run_id, KILLED)
-                repaired.append(run.info.run_id)
-                log.warning("ended run %s (%s) as KILLED: %s", run.info.run_id,
-                            run.info.run_name, reason)
-            token = page.token
-            if not token:
-                break
+        # all pages first: ending runs while paging would shift the pages of this query
+        for run in list(search_all_runs(client, experiment_ids, query)):
+            reason = why_dead(run.data.tags)
+            if reason is None:
+                continue
+            client.set_tag(run.info.run_id, END_REASON_TAG, reason)
+            client.set_terminated(run.info.run_id, KILLED)
+            repaired.append(run.info.run_id)
+            log.warning("ended run %s (%s) as KILLED: %s", run.info.run_id,
+                        run.info.run_name, reason)
     except MlflowException as exc:
         log.warning("could not check for runs left RUNNING: %s", str(exc).splitlines()[0])
     return repaired

@@ -30,6 +30,7 @@ from mlflow.tracking import MlflowClient
 
 from mnist_experiments.errors import UserError
 from mnist_experiments.tracking.runs import ensure_experiment
+from mnist_experiments.tracking.search import search_all_runs
 from mnist_experiments.tracking.store import resolve_tracking_uri
 from mnist_experiments.workflows.reproduce.original import RUN_ID
 
@@ -121,15 +122,9 @@ def _from_experiment(name: str, uri: str) -> List[Submission]:
         raise UserError(f"{name!r} is not a file, a directory, a run id (32 hex digits) or "
                         f"an experiment in {uri}. Give submissions as run ids, experiment "
                         "names, directories of configs or run dirs, or a class CSV.")
-    runs = []
-    token = None
-    while True:  # every page: a class can have many runs
-        page = client.search_runs([experiment.experiment_id], max_results=1000,
-                                  page_token=token, order_by=["attributes.start_time ASC"])
-        runs += page
-        token = page.token
-        if not token:
-            break
+    # every page: a class can have many runs
+    runs = list(search_all_runs(client, [experiment.experiment_id],
+                                order_by=["attributes.start_time ASC"]))
     # the training runs themselves: no k-fold children, sweep parents or reproductions
     runs = [r for r in runs if "mlflow.parentRunId" not in r.data.tags
             and "reproduces" not in r.data.tags and r.data.tags.get("sweep") != "true"]

@@ -30,6 +30,7 @@ from mnist_experiments.workflows import grouped
 from mnist_experiments.tracking import liveness
 from mnist_experiments.tracking.models import register
 from mnist_experiments.tracking.notes import NOTE_TAG, sweep_note
+from mnist_experiments.tracking.search import search_all_runs
 from mnist_experiments.tracking.store import existing_store_uri
 
 COLUMNS = ["rank", "best", "job", "overrides", "objective", "test_accuracy", "test_loss",
@@ -78,11 +79,8 @@ def collect_rows(sweep_dir: Optional[Path], uri: str, parent_run_id: str) -> Lis
     """Join the jobs' ``job.json`` records with their MLflow child runs."""
     client = MlflowClient(uri)
     parent = client.get_run(parent_run_id)
-    children = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
-        max_results=10000,
-    )
+    children = search_all_runs(client, [parent.info.experiment_id],
+                               f"tags.mlflow.parentRunId = '{parent_run_id}'")
     by_job: Dict[str, Dict[str, Any]] = {}
     for run in children:
         job = run.data.tags.get("sweep.job_num")
