@@ -5,12 +5,14 @@ Before (issue 14): of two sweeps started together on a fresh store, one lost its
 parent run and its leaderboard (2 of 2 tries) with only a warning
 (``on_multirun_start raised OperationalError: table _alembic_tmp_params already
 exists``) and exit 0; a reused ``hydra.sweep.dir`` merged the old sweep's jobs into the
-new leaderboard and recorded a stale best.
+new leaderboard and recorded a stale best. Now (issue 16) the same command in the same
+sweep dir resumes that sweep, and another sweep there is refused.
 """
 
 from __future__ import annotations
 
 import csv
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -71,34 +73,55 @@ def test_two_sweeps_started_together_on_a_fresh_store_both_keep_their_parent_and
         assert parent.data.tags["best_run_id"] in {c.info.run_id for c in kids}
 
 
-def test_a_reused_sweep_dir_lists_only_this_sweeps_jobs(tmp_path):
+def test_a_sweep_dir_holding_another_sweep_is_refused(tmp_path):
     first = run_cli(["-m", *QUICK, "seed=1,2,3", "hydra.sweep.dir=sweep"], tmp_path)
     assert first.returncode == 0, first.stderr[-4000:]
     old_rows = summary(tmp_path / "sweep")
     assert len(old_rows) == 3
+    before = {r.info.run_id for r in all_runs(store_uri(tmp_path))}
 
     second = run_cli(["-m", *QUICK, "seed=4,5", "hydra.sweep.dir=sweep"], tmp_path)
-    assert second.returncode == 0, second.stderr[-4000:]
-    uri = store_uri(tmp_path)
-    runs = all_runs(uri)
-    parents = sorted((r for r in runs if r.data.tags.get("sweep") == "true"),
-                     key=lambda r: r.info.start_time)
-    assert len(parents) == 2
-    old, new = parents
-    assert old.info.run_id in second.stdout + second.stderr  # whose dir it was, and how to see it
-    new_children = {r.info.run_id for r in runs
-                    if r.data.tags.get("mlflow.parentRunId") == new.info.run_id}
-    rows = summary(tmp_path / "sweep")
-    assert len(rows) == 2, rows  # not the old sweep's job 2
-    assert {r["run_id"] for r in rows} == new_children
-    assert sorted(r["overrides"].split()[-1] for r in rows) == ["seed=4", "seed=5"]
-    assert new.data.tags["best_run_id"] in new_children  # not a stale best
-    assert new.data.metrics["jobs_finished"] == 2
+    assert second.returncode == 1, second.stderr[-4000:]
+    message = second.stderr.strip().splitlines()[-1]
+    assert "holds another sweep" in message and "hydra.sweep.dir=DIR" in message
+    old_parent = next(r for r in all_runs(store_uri(tmp_path))
+                      if r.data.tags.get("sweep") == "true")
+    assert old_parent.info.run_id in message
+    assert "Traceback" not in second.stderr
+    assert {r.info.run_id for r in all_runs(store_uri(tmp_path))} == before  # no run added
+    assert summary(tmp_path / "sweep") == old_rows  # the old leaderboard is intact
 
-    # the old sweep's leaderboard is not lost: rebuilt from its parent run
-    rebuilt = run_cli([old.info.run_id, "--out", str(tmp_path / "old")], tmp_path,
-                      module="mnist_experiments.commands.report")
-    assert rebuilt.returncode == 0, rebuilt.stderr[-4000:]
-    again = summary(tmp_path / "old")
-    assert sorted(r["overrides"].split()[-1] for r in again) == ["seed=1", "seed=2", "seed=3"]
-    assert {r["run_id"] for r in again} == {r["run_id"] for r in old_rows}
+
+def test_an_interrupted_sweep_resumes_with_only_the_missing_jobs(tmp_path):
+    from faults import Job
+
+    args = ["-m", *QUICK[:-2], "train.epochs=40", "viz=off", "mlflow.log_model=false",
+            "seed=1,2,3", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    job = Job(args, tmp_path)
+    job.wait_until(lambda: (tmp_path / "sweep" / "0" / "job.json").exists())
+    job.signal(signal.SIGTERM)
+    job.finish()
+    assert job.returncode == 143, job.output
+    uri = store_uri(tmp_path)
+    (parent,) = [r for r in all_runs(uri) if r.data.tags.get("sweep") == "true"]
+    assert parent.info.status == "KILLED"
+    first = {r.data.tags["sweep.job_num"]: r.info.run_id for r in all_runs(uri)
+             if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+             and r.info.status == "FINISHED"}
+    assert list(first) == ["0"]
+
+    again = run_cli(args, tmp_path)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert "not run again" in again.stderr + again.stdout
+    runs = all_runs(uri)
+    (resumed,) = [r for r in runs if r.data.tags.get("sweep") == "true"]
+    assert resumed.info.run_id == parent.info.run_id  # the same parent run goes on
+    assert resumed.info.status == "FINISHED" and resumed.data.tags["sweep.resumed"] == "1"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    zeros = [r for r in children if r.data.tags["sweep.job_num"] == "0"]
+    assert [r.info.run_id for r in zeros] == [first["0"]]  # job 0 was not trained again
+    assert "RUNNING" not in {r.info.status for r in children}
+    rows = summary(tmp_path / "sweep")
+    assert sorted(r["job"] for r in rows) == ["0", "1", "2"]
+    assert all(r["status"] == "FINISHED" for r in rows)
+    assert next(r for r in rows if r["job"] == "0")["run_id"] == first["0"]

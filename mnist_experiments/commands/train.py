@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Optional
 
 import hydra
@@ -23,12 +24,14 @@ from mnist_experiments.compat import (
     share_config_repository_for_help,
 )
 from mnist_experiments.config.groups import check_group_overrides
+from mnist_experiments.config.identity import config_id
 from mnist_experiments.config.schema import register_configs
 from mnist_experiments.config.validation import validate
 from mnist_experiments.errors import ConfigError, disk_full_error, no_space_left
 from mnist_experiments.launch import numerics, signals
 from mnist_experiments.launch.callback import MlflowSweepCallback
 from mnist_experiments.launch.context import JobContext
+from mnist_experiments.launch.files import finished_before
 from mnist_experiments.launch.reporting import describe, discard_output_dir
 
 CONFIG_PATH = "pkg://mnist_experiments.conf"
@@ -51,6 +54,13 @@ def app(cfg: DictConfig) -> Optional[float]:
 
 def _job(cfg: DictConfig) -> Optional[float]:
     context = JobContext.from_hydra()
+    if context.parent_run_id is not None and context.output_dir:  # a sweep's job
+        done = finished_before(Path(context.output_dir), context.parent_run_id,
+                               context.overrides, config_id(cfg))
+        if done is not None:  # a resumed sweep: this job finished before
+            logging.getLogger(__name__).info(
+                "finished in this sweep before (objective %.4f): not run again", done)
+            return done
     try:
         validate(cfg)  # a bad value is refused before anything heavy is imported
         numerics.prepare(cfg)  # oneDNN and its ISA: read by TensorFlow when it loads

@@ -32,6 +32,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from mnist_experiments.compat import job_return_value
+from mnist_experiments.config.identity import config_id
 from mnist_experiments.errors import UserError
 from mnist_experiments.launch import signals
 from mnist_experiments.launch.files import absolute, read_sweep_file, write_job_record
@@ -139,6 +140,8 @@ class MlflowSweepCallback(Callback):
             # a reused sweep dir holds older sweeps' jobs too: the record says whose it is
             "parent_run_id": (read_sweep_file(absolute(hc.sweep.dir, hc.runtime.cwd))
                               or {}).get("parent_run_id"),
+            # a resumed sweep skips this job only if its config is still the same
+            "config_id": config_id(config),
         }
         value = job_return_value(job_return)
         if status == "COMPLETED":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 SWEEP_FILE = "mlflow_sweep.json"
 JOB_FILE = "job.json"
@@ -34,9 +34,30 @@ def write_job_record(job_dir: Path, record: Dict[str, Any]) -> None:
     (Path(job_dir) / JOB_FILE).write_text(json.dumps(record, indent=2, default=str))
 
 
+def read_job_record(job_dir: Path) -> Optional[Dict[str, Any]]:
+    path = Path(job_dir) / JOB_FILE
+    try:
+        return json.loads(path.read_text()) if path.exists() else None
+    except (OSError, ValueError):
+        return None
+
+
 def job_records(sweep_dir: Path) -> Iterator[Dict[str, Any]]:
     """Every job record of the sweep, in job-dir order."""
     for path in sorted(Path(sweep_dir).glob(f"*/{JOB_FILE}")):
         record = json.loads(path.read_text())
         record.setdefault("_mtime", path.stat().st_mtime)  # when it was written
         yield record
+
+
+def finished_before(job_dir: Path, parent_run_id: str, overrides: List[str],
+                    config_id: str) -> Optional[float]:
+    """The objective a resumed sweep's job recorded, if it finished with the same
+    overrides and config in this sweep; else None (the job runs)."""
+    record = read_job_record(job_dir)
+    if (record is None or record.get("status") != "FINISHED"
+            or record.get("parent_run_id") != parent_run_id
+            or list(record.get("overrides") or []) != list(overrides)
+            or record.get("config_id") != config_id or record.get("objective") is None):
+        return None
+    return float(record["objective"])

@@ -82,9 +82,12 @@ def collect_rows(sweep_dir: Optional[Path], uri: str, parent_run_id: str) -> Lis
     children = search_all_runs(client, [parent.info.experiment_id],
                                f"tags.mlflow.parentRunId = '{parent_run_id}'")
     by_job: Dict[str, Dict[str, Any]] = {}
-    for run in children:
+    # a resumed sweep has a job's killed run and its re-run: the finished one, else the last
+    for run in sorted(children, key=lambda r: r.info.start_time or 0):
         job = run.data.tags.get("sweep.job_num")
         if job is None:
+            continue
+        if by_job.get(job, {}).get("status") == "FINISHED" and run.info.status != "FINISHED":
             continue
         m = run.data.metrics
         duration = ((run.info.end_time or run.info.start_time) - run.info.start_time) / 1000.0

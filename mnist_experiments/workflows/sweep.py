@@ -14,12 +14,13 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 import mnist_experiments
+from mnist_experiments.errors import UserError
 from mnist_experiments.launch.files import absolute, read_sweep_file, write_sweep_file
 from mnist_experiments.tracking import liveness, provenance
 from mnist_experiments.tracking.owner import END_REASON_TAG
@@ -38,8 +39,9 @@ def start(config: DictConfig) -> Dict[str, str]:
     The store is checked first and, when new, built aside and linked into place
     (:class:`~mnist_experiments.tracking.store.StoreCreation`, as single runs do), so
     that sweeps started together on a fresh store never migrate it in place at once.
-    A sweep dir used before keeps its old job dirs (Hydra reuses them); the leaderboard
-    only reads the jobs of this sweep's parent run.
+    A sweep dir that holds a sweep already is that sweep resumed when the command's
+    overrides are the same (:func:`_resume`: the same parent run goes on, jobs whose
+    runs finished are not run again); a different sweep there is refused.
     """
     launch_dir = os.getcwd()
     sweep_dir = absolute(str(config.hydra.sweep.dir), launch_dir).resolve()
@@ -49,14 +51,11 @@ def start(config: DictConfig) -> Dict[str, str]:
         creation.install()
     experiment_id = ensure_experiment(uri, name)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    previous = read_sweep_file(sweep_dir)
-    if previous is not None:
-        log.warning("the sweep dir %s was used by the sweep of parent run %s; this sweep's "
-                    "leaderboard lists only its own jobs (the old one: mnist-exp-report %s)",
-                    sweep_dir, previous.get("parent_run_id"), previous.get("parent_run_id"))
-
     client = MlflowClient(uri)
     overrides = list(config.hydra.overrides.task)
+    previous = read_sweep_file(sweep_dir)
+    if previous is not None:
+        return _resume(client, previous, overrides, uri, sweep_dir)
     sweeper = OmegaConf.to_container(config.hydra.sweeper, resolve=False)
     launcher = OmegaConf.to_container(config.hydra.launcher, resolve=False)
     parent = client.create_run(
@@ -82,6 +81,7 @@ def start(config: DictConfig) -> Dict[str, str]:
         "experiment_id": experiment_id,
         "parent_run_id": run_id,
         "sweep_dir": str(sweep_dir),
+        "overrides": overrides,
     }
     try:
         base = OmegaConf.to_container(config, resolve=False)
@@ -99,6 +99,42 @@ def start(config: DictConfig) -> Dict[str, str]:
         raise
     log.info("sweep parent run %s in %s (%s)", run_id, uri, sweep_dir)
     return info
+
+
+def _resume(client: MlflowClient, previous: Dict[str, Any], overrides: List[str], uri: str,
+            sweep_dir: Path) -> Dict[str, Any]:
+    """Continue the sweep of ``previous`` (its sweep file): the same parent run, RUNNING
+    again with this process as its owner. Its jobs whose runs finished with the same
+    config return their recorded objective without training (see
+    :func:`mnist_experiments.launch.files.finished_before`); failed, killed and never-started jobs run.
+
+    Raises
+    ------
+    UserError
+        When the sweep dir holds another sweep (other overrides, or another store).
+    """
+    parent_id = str(previous.get("parent_run_id"))
+    before = previous.get("overrides")
+    if before is None:  # a sweep file from before resuming existed: the parent's tag
+        with contextlib.suppress(Exception):
+            before = client.get_run(parent_id).data.tags.get("sweep.overrides", "").split()
+    if sorted(before or []) != sorted(overrides) or previous.get("tracking_uri") != uri:
+        raise UserError(
+            f"The sweep dir {sweep_dir} holds another sweep (parent run {parent_id}: "
+            f"{' '.join(before or []) or '?'} in {previous.get('tracking_uri')}); this one "
+            f"({' '.join(overrides)} in {uri}) would mix their jobs. Give this sweep its own "
+            "hydra.sweep.dir=DIR, or run the other sweep's command again to resume it.")
+    client.update_run(parent_id, status="RUNNING")
+    for key, value in liveness.owner_tags().items():
+        client.set_tag(parent_id, key, value)
+    with contextlib.suppress(Exception):
+        client.delete_tag(parent_id, END_REASON_TAG)
+    resumed = int(client.get_run(parent_id).data.tags.get("sweep.resumed", "0")) + 1
+    client.set_tag(parent_id, "sweep.resumed", str(resumed))
+    _heartbeats[parent_id] = liveness.Heartbeat(parent_id, uri=uri).start()
+    log.info("sweep parent run %s resumed in %s (%s): jobs that finished are not run again",
+             parent_id, uri, sweep_dir)
+    return dict(previous)
 
 
 def planned_jobs(config: DictConfig) -> Optional[int]:
