@@ -12,6 +12,7 @@ import pytest
 from conftest import compose_cfg, run_cli, store_uri
 from mnist_experiments.config.identity import config_id
 from mnist_experiments.workflows import grouped
+from mnist_experiments.workflows.leaderboard import to_csv
 
 
 def _rows(objectives, config, seeds=None, accuracy=None):
@@ -44,7 +45,7 @@ def test_each_configuration_gets_its_mean_spread_and_interval():
     assert best["objective_ci95_low"] == pytest.approx(0.92 - half)
     assert best["objective_ci95_high"] == pytest.approx(0.92 + half)
     assert best["seeds"] == "1 2 3"
-    table = list(csv.DictReader(io.StringIO(grouped.to_csv(groups))))
+    table = list(csv.DictReader(io.StringIO(to_csv(groups, grouped.COLUMNS))))
     assert list(table[0])[:8] == ["rank", "config_id", "configuration", "n", "objective_mean",
                                   "objective_std", "objective_ci95_low", "objective_ci95_high"]
     assert "test_accuracy_ci95_high" in table[0]

@@ -14,9 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mnist_experiments.config.registry import Option, Registry
-from mnist_experiments.config.rules import bounded
-
-FRACTION = dict(ge=0.0, lt=1.0)
+from mnist_experiments.config.rules import FRACTION, bounded
 
 
 @dataclass

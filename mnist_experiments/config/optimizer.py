@@ -12,9 +12,7 @@ from dataclasses import dataclass
 from omegaconf import MISSING
 
 from mnist_experiments.config.registry import Option, Registry
-from mnist_experiments.config.rules import bounded
-
-UNIT = dict(ge=0.0, lt=1.0)  # decay rates such as beta_1, rho
+from mnist_experiments.config.rules import FRACTION, bounded
 
 
 @dataclass
@@ -26,7 +24,7 @@ class OptimizerConfig:
 @dataclass
 class RMSpropConfig(OptimizerConfig):
     _target_: str = "keras.optimizers.RMSprop"
-    rho: float = bounded(0.9, **UNIT)
+    rho: float = bounded(0.9, **FRACTION)
     momentum: float = bounded(0.0, ge=0.0)
     epsilon: float = bounded(1e-7, gt=0.0, example=1e-7)
 
@@ -34,8 +32,8 @@ class RMSpropConfig(OptimizerConfig):
 @dataclass
 class AdamConfig(OptimizerConfig):
     _target_: str = "keras.optimizers.Adam"
-    beta_1: float = bounded(0.9, **UNIT)
-    beta_2: float = bounded(0.999, **UNIT)
+    beta_1: float = bounded(0.9, **FRACTION)
+    beta_2: float = bounded(0.999, **FRACTION)
     epsilon: float = bounded(1e-7, gt=0.0, example=1e-7)
     amsgrad: bool = False
 
@@ -57,8 +55,8 @@ class SGDConfig(OptimizerConfig):
 @dataclass
 class NadamConfig(OptimizerConfig):
     _target_: str = "keras.optimizers.Nadam"
-    beta_1: float = bounded(0.9, **UNIT)
-    beta_2: float = bounded(0.999, **UNIT)
+    beta_1: float = bounded(0.9, **FRACTION)
+    beta_2: float = bounded(0.999, **FRACTION)
     epsilon: float = bounded(1e-7, gt=0.0, example=1e-7)
 
 
@@ -77,7 +75,7 @@ class AdagradConfig(OptimizerConfig):
 @dataclass
 class AdadeltaConfig(OptimizerConfig):
     _target_: str = "keras.optimizers.Adadelta"
-    rho: float = bounded(0.95, **UNIT)
+    rho: float = bounded(0.95, **FRACTION)
     epsilon: float = bounded(1e-7, gt=0.0, example=1e-7)
 
 
@@ -85,8 +83,8 @@ class AdadeltaConfig(OptimizerConfig):
 class LionConfig(OptimizerConfig):
     _target_: str = "keras.optimizers.Lion"
     learning_rate: float = bounded(0.0001, gt=0.0)
-    beta_1: float = bounded(0.9, **UNIT)
-    beta_2: float = bounded(0.99, **UNIT)
+    beta_1: float = bounded(0.9, **FRACTION)
+    beta_2: float = bounded(0.99, **FRACTION)
 
 
 OPTIMIZERS = Registry("optimizer", [

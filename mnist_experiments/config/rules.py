@@ -68,6 +68,10 @@ def _num(x: float) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
+# [0, 1): decay rates (beta_1, rho), fractions (alpha, augmentation amounts)
+FRACTION = dict(ge=0.0, lt=1.0)
+
+
 def bounded(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING,
             **bounds: Any) -> Any:
     """A dataclass field with a range rule (see :class:`Bounds`)."""

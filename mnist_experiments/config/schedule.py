@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from typing import List
 
 from mnist_experiments.config.registry import Option, Registry
-from mnist_experiments.config.rules import bounded
-
-FRACTION = dict(ge=0.0, lt=1.0)
+from mnist_experiments.config.rules import FRACTION, bounded
 
 
 @dataclass

@@ -13,8 +13,6 @@ runs per configuration; with fewer than two runs in either there is nothing to t
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
@@ -127,15 +125,6 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value).replace("|", "\\|")
-
-
-def to_csv(groups: List[Dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    for group in groups:
-        writer.writerow({c: group.get(c) for c in COLUMNS})
-    return buffer.getvalue()
 
 
 def to_markdown(groups: List[Dict[str, Any]], comparison: Optional[Comparison]) -> str:

@@ -165,12 +165,12 @@ def to_markdown(rows: List[Dict[str, Any]], title: str, planned: Optional[int] =
     return "\n".join(lines) + "\n"
 
 
-def to_csv(rows: List[Dict[str, Any]]) -> str:
+def to_csv(rows: List[Dict[str, Any]], columns: List[str] = COLUMNS) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({c: row.get(c) for c in COLUMNS})
+        writer.writerow({c: row.get(c) for c in columns})
     return buffer.getvalue()
 
 
@@ -234,7 +234,7 @@ def build_report(sweep_dir: Optional[Path], uri: str, parent_run_id: str,
         markdown += grouped.to_markdown(groups, comparison)
         files[0].write_text(markdown)
         files.append(out_dir / "summary_grouped.csv")
-        files[-1].write_text(grouped.to_csv(groups))
+        files[-1].write_text(to_csv(groups, grouped.COLUMNS))
     report = Report(rows=rows, markdown=markdown, files=files)
 
     if log_to_parent:
