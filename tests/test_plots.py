@@ -615,6 +615,7 @@ def test_package_exports_every_figure_and_the_save_settings():
     assert {"sample_grid", "prediction_grid", "misclassified_grid", "input_image_figure",
             "activation_grid", "training_curves", "fold_curves", "fold_summary",
             "confusion_matrix_figure", "architecture_diagram", "objective_per_job",
+            "augmentation_grid",
             "save_png", "SAVE_RC", "SAVEFIG_KWARGS"} == set(figures.__all__)
     assert figures.SAVEFIG_KWARGS["facecolor"] == "white"
     assert figures.SAVE_RC == {"text.hinting": "no_hinting"}

@@ -146,8 +146,9 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None,
         else:
             metrics = _holdout(cfg, dataset)
         mlflow.log_metric("total_seconds", time.perf_counter() - started)
-        mlflow.set_tag(NOTE_TAG, run_note(cfg, dataset, metrics, context.overrides,
-                                          tags["config_id"]))
+        note = run_note(cfg, dataset, metrics, context.overrides, tags["config_id"])
+        given = context.tags.get(NOTE_TAG)  # a caller's description (a reproduction's) first
+        mlflow.set_tag(NOTE_TAG, f"{given}\n\n{note}" if given else note)
         run_id = run.info.run_id
     register_as = cfg.mlflow.get("register_as")
     if register_as and context.parent_run_id is None and cfg.mlflow.log_model:
