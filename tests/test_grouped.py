@@ -101,7 +101,7 @@ def test_a_seed_sweep_writes_the_grouped_table_and_tells_the_parent(tmp_path):
             if a.path.endswith("summary_grouped.csv")]
     note = parent.data.tags["mlflow.note.content"]  # the parent's description
     best = next(r for r in children if r.info.run_id == parent.data.tags["best_run_id"])
-    assert f"[its run](#/experiments/1/runs/{best.info.run_id})" in note
+    assert f"[its run](#/experiments/1/runs/{best.info.run_id}?workflowType=machine_learning)" in note
     assert "Welch's t-test" in note and note.count("| FINISHED |") == 6
     assert parent.data.params["best.optimizer"] in ("adam", "sgd")
     assert parent.data.params["best.seed"] == best.data.params["seed"]

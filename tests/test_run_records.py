@@ -48,3 +48,15 @@ def test_a_single_run_samples_system_metrics(trained_run):
     metrics = trained_run["run"].data.metrics
     assert "system/cpu_utilization_percentage" in metrics
     assert metrics["system/system_memory_usage_megabytes"] > 0
+
+
+def test_the_experiment_is_tagged_for_model_training_and_links_open_that_view(trained_run):
+    from mlflow.tracking import MlflowClient
+
+    run = trained_run["run"]
+    experiment = MlflowClient(trained_run["uri"]).get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    # the line a user copies into a browser opens the run in the "Model training" view
+    link = (f"#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+            "?workflowType=machine_learning")
+    assert f"then open http://127.0.0.1:5000/{link}" in trained_run["result"].stdout

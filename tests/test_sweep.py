@@ -47,6 +47,10 @@ def test_parallel_grid_on_a_fresh_store(tmp_path):
     assert parent.info.status == "FINISHED"
     assert all(r.info.experiment_id != "0" for r in runs)  # none in the Default experiment
     assert sorted(c.data.tags["sweep.job_num"] for c in children) == ["0", "1", "2", "3"]
+    # each job's run is named by what sets it apart, not by the overrides all jobs share
+    assert sorted(c.info.run_name for c in children) == [
+        "optimizer=adam,model=lenet5", "optimizer=adam,model=seed_tiny",
+        "optimizer=sgd,model=lenet5", "optimizer=sgd,model=seed_tiny"]
     # a unique output dir per job
     assert len({c.data.tags["hydra.output_dir"] for c in children}) == 4
 

@@ -40,6 +40,7 @@ class JobContext:
     parent_run_id: Optional[str] = None  # e.g. the sweep's parent run
     tracking_uri: Optional[str] = None  # set for sweep jobs: the sweep's store ...
     experiment_id: Optional[str] = None  # ... and experiment (created once, before the jobs)
+    sweep_overrides: List[str] = field(default_factory=list)  # the sweep command's overrides
 
     @classmethod
     def from_hydra(cls) -> "JobContext":
@@ -56,6 +57,7 @@ class JobContext:
             context.parent_run_id = sweep["parent_run_id"]
             context.tracking_uri = sweep["tracking_uri"]
             context.experiment_id = sweep["experiment_id"]
+            context.sweep_overrides = list(sweep.get("overrides") or [])
             context.tags.update({"sweep.job_num": sweep["job_num"],
                                  "sweep.dir": sweep["sweep_dir"]})
         return context

@@ -13,6 +13,23 @@ from typing import Any, Dict, List, Mapping, Optional
 NOTE_TAG = "mlflow.note.content"
 MAX_TABLE_ROWS = 50
 
+# MLflow 3's UI opens an experiment in its "GenAI" view (traces, token usage) unless the
+# user once chose "Model training" in the switch at the top left; the experiment tag
+# ``mlflow.experimentKind`` does not change that (3.17 takes the kind from the switch).
+# The URL parameter ``workflowType`` selects the view for that visit, so every link this
+# framework prints opens on the training runs.
+MODEL_TRAINING_VIEW = "?workflowType=machine_learning"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"  # what MLflow records for model training
+
+
+def ui_page(experiment_id: str, run_id: Optional[str] = None) -> str:
+    """The MLflow UI's address (the part after the server) of an experiment or a run,
+    in the "Model training" view."""
+    page = f"#/experiments/{experiment_id}"
+    page += f"/runs/{run_id}" if run_id else "/runs"
+    return page + MODEL_TRAINING_VIEW
+
 
 def _number(value: Any) -> str:
     try:
@@ -54,7 +71,7 @@ def sweep_note(rows: List[Dict[str, Any]], experiment_id: str, title: str,
     lines = [f"**{title}**: {len(rows)} jobs, {len(finished)} finished, "
              f"{len(rows) - len(finished)} failed or killed.", ""]
     if best is not None:
-        link = f"#/experiments/{experiment_id}/runs/{best['run_id']}"
+        link = ui_page(experiment_id, best["run_id"])
         lines.append(f"Best: job {best['job']} (`{best['overrides'] or 'defaults'}`), "
                      f"objective {_number(best['objective'])}, test accuracy "
                      f"{_number(best.get('test_accuracy'))}: [its run]({link}).")

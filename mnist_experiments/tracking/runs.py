@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from mnist_experiments.errors import UserError
 from mnist_experiments.launch import signals
 from mnist_experiments.tracking import liveness
+from mnist_experiments.tracking.notes import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, ui_page
 from mnist_experiments.tracking.owner import END_REASON_TAG
 from mnist_experiments.tracking.preflight import StoreError, check_store
 from mnist_experiments.tracking.store import artifact_root_for, sqlite_file
@@ -71,7 +72,8 @@ def _create_experiment(uri: str, name: str) -> str:
                 )
             return experiment.experiment_id
         try:
-            return client.create_experiment(name, artifact_location=artifact_root_for(uri))
+            return client.create_experiment(name, artifact_location=artifact_root_for(uri),
+                                            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
         except MlflowException:
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
@@ -163,8 +165,8 @@ def _end(run: mlflow.ActiveRun, status: str, reason: Optional[str], quiet: bool)
 
 
 def where_to_look(uri: str, experiment_id: str, run_id: str) -> str:
-    """How a user opens a run in the MLflow UI."""
-    page = f"#/experiments/{experiment_id}/runs/{run_id}"
+    """How a user opens a run in the MLflow UI (in its "Model training" view)."""
+    page = ui_page(experiment_id, run_id)
     if uri.startswith(("http://", "https://")):
         return f"See it at {uri.rstrip('/')}/{page}"
     db = sqlite_file(uri)

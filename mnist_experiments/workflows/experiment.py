@@ -51,11 +51,16 @@ log = logging.getLogger(__name__)
 AUGMENT_SAMPLES = 6  # training images shown with their augmented versions
 
 
-def run_name_for(cfg: DictConfig, overrides: List[str]) -> str:
-    """``mlflow.run_name``, else the overrides that shape the result, else the defaults."""
+def run_name_for(cfg: DictConfig, overrides: List[str], common: List[str] = ()) -> str:
+    """``mlflow.run_name``, else the overrides that shape the result, else the defaults.
+
+    ``common``: for a sweep job, the sweep command's overrides; those every job shares
+    are left out, so that the runs table tells the jobs apart ("optimizer=sgd,seed=2").
+    """
     if cfg.mlflow.run_name:
         return str(cfg.mlflow.run_name)
     shown = [o for o in overrides if not o.lstrip("+~").startswith(("mlflow.", "hydra.", "hydra/"))]
+    shown = [o for o in shown if o not in set(common)] or shown
     if shown:
         return ",".join(shown)[:250]
     return f"{cfg.model.name}-{cfg.data.name}"
@@ -125,8 +130,8 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None,
     tags = _run_tags(cfg, context, dataset)
 
     system = cfg.mlflow.get("system_metrics")
-    with tracked_run(experiment_id, run_name_for(cfg, context.overrides), tags,
-                     parent_run_id=context.parent_run_id,
+    name = run_name_for(cfg, context.overrides, context.sweep_overrides)
+    with tracked_run(experiment_id, name, tags, parent_run_id=context.parent_run_id,
                      system_metrics=context.parent_run_id is None if system is None
                      else bool(system)) as run:
         log.info("MLflow run %s in %s", run.info.run_id, uri)
