@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Small and fast: a few hundred digits, one epoch, no network.
 FAST = ["data=digits", "data.limit=300", "train.epochs=1"]
+UI_WIDTH, UI_HEIGHT = 1400, 900  # the browser window of the MLflow UI tests
 
 
 def compose_cfg(*overrides: str):
@@ -88,3 +89,40 @@ def trained_run(tmp_path_factory):
     runs = all_runs(uri)
     assert len(runs) == 1, [r.info.run_name for r in runs]
     return {"dir": workdir, "uri": uri, "run": runs[0], "result": result}
+
+
+# ---------------------------------------------------------------------------
+# The MLflow UI in a real headless Chromium (tests/test_ui*.py)
+# ---------------------------------------------------------------------------
+
+
+def _skip_or_fail(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason + " -- CI must install it")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def chromium_exe():
+    """Session-scoped so that a missing browser is reported before any training starts."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _skip_or_fail("no `playwright` package: the MLflow UI browser tests need it "
+                      "(pip install -e '.[test]')")
+    from ui_helpers import find_chromium
+
+    exe = find_chromium()
+    if exe is None:
+        _skip_or_fail("no Chromium on PATH: the MLflow UI browser tests need Debian's "
+                      "`chromium` (apt-get install chromium)")
+    return exe
+
+
+@pytest.fixture(scope="module")
+def page(chromium_exe):
+    """A Playwright page in Debian's headless Chromium, MLflow's first-visit panels off."""
+    from ui_helpers import mlflow_page
+
+    with mlflow_page(chromium_exe, width=UI_WIDTH, height=UI_HEIGHT, env=cli_env()) as p:
+        yield p

@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import socket
 import time
 from pathlib import Path
 
 import pytest
-
+from conftest import UI_HEIGHT as HEIGHT
+from conftest import UI_WIDTH as WIDTH
 from conftest import cli_env
 from ui_helpers import (
     PNG_MAGIC,
     MlflowServer,
-    find_chromium,
     goto,
-    mlflow_page,
     png_size,
     run_page_url,
     wait_for_image,
@@ -34,7 +32,6 @@ from ui_helpers import (
 
 pytestmark = pytest.mark.slow  # a training run, an mlflow server and a browser
 
-WIDTH, HEIGHT = 1400, 900
 # How long the server may take to come up, and how long it should: a start slower than
 # STARTUP_BUDGET fails the health test instead of timing out the fixture.
 STARTUP_TIMEOUT, STARTUP_BUDGET = 180, 60
@@ -58,34 +55,6 @@ def server(trained_run, tmp_path_factory):
         yield srv
     finally:
         srv.stop()
-
-
-def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason + " -- CI must install it")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def chromium_exe():
-    """Session-scoped so that a missing browser is reported before the training run starts."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        _skip_or_fail("no `playwright` package: the MLflow UI browser tests need it "
-                      "(pip install -e '.[test]')")
-    exe = find_chromium()
-    if exe is None:
-        _skip_or_fail("no Chromium on PATH: the MLflow UI browser tests need Debian's "
-                      "`chromium` (apt-get install chromium)")
-    return exe
-
-
-@pytest.fixture(scope="module")
-def page(chromium_exe):
-    """A Playwright page in Debian's headless Chromium, MLflow's first-visit panels off."""
-    with mlflow_page(chromium_exe, width=WIDTH, height=HEIGHT, env=cli_env()) as p:
-        yield p
 
 
 @pytest.fixture(scope="module")

@@ -308,6 +308,59 @@ def run_page_url(server_url: str, experiment_id: str, run_id: str, sub: str = ""
     return f"{url}/{sub}" if sub else url
 
 
+def runs_page_url(server_url: str, experiment_id: str, charts: bool = False) -> str:
+    """The experiment's runs page in the "Model training" view (``charts``: its charts
+    view). Without ``workflowType`` MLflow 3.17 opens an experiment on its GenAI page."""
+    url = f"{server_url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    return url + "&compareRunsMode=CHART" if charts else url
+
+
+def expand_run(page: "Page", run_name: str, child_name: str) -> None:
+    """Unfold a parent run's children in the runs list (the "+" left of its name), unless
+    its child ``child_name`` is shown already: the UI remembers unfolded runs."""
+    if not page.locator(".ag-row", has_text=child_name).count():
+        page.locator(".ag-row", has_text=run_name).locator("button").first.click()
+    page.locator(".ag-row", has_text=child_name).first.wait_for(timeout=30_000)
+
+
+def group_runs_by(page: "Page", key: str) -> None:
+    """Choose "Group by" ``key`` (a tag, param or attribute) in the runs list's toolbar."""
+    page.get_by_text("Group by", exact=True).click()
+    page.get_by_placeholder("Search", exact=True).fill(key)
+    page.get_by_role("menuitemcheckbox", name=key, exact=True).click()
+    page.keyboard.press("Escape")
+
+
+def filter_charts(page: "Page", text: str) -> None:
+    """Show only the charts whose metric name contains ``text`` (the charts view)."""
+    page.get_by_placeholder("Search metric charts").fill(text)
+
+
+# The series each chart draws: its trace names and (x, y) points, from Plotly's own data.
+_CHART_SERIES = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(
+    p => (p.data || []).filter(d => (d.x || []).length).map(
+        d => ({name: d.name, x: Array.from(d.x), y: Array.from(d.y)})))"""
+
+
+def chart_series(page: "Page") -> List[List[dict]]:
+    """Per shown chart, its series: ``{"name", "x", "y"}``."""
+    return page.evaluate(_CHART_SERIES)
+
+
+def wait_for_chart_series(page: "Page", names: List[str], timeout: float = 60) -> List[dict]:
+    """Wait until the page shows one chart only (filter them first), with a series for
+    every run in ``names``; return its series."""
+    deadline = time.monotonic() + timeout
+    seen: List[List[dict]] = []
+    while time.monotonic() < deadline:
+        seen = chart_series(page)
+        if len(seen) == 1 and set(names) <= {s["name"] for s in seen[0]}:
+            return seen[0]
+        page.wait_for_timeout(250)
+    raise TimeoutError(f"no single chart drew all of {names} in {timeout:.0f}s; the "
+                       f"charts drew {[[s['name'] for s in c] for c in seen]}")
+
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
