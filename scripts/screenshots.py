@@ -1,19 +1,26 @@
 #!/usr/bin/env python
-"""Regenerate the README's screenshots of the MLflow UI from a real run.
+"""Regenerate the README's screenshots of the MLflow UI from a real run and a real sweep.
 
     .venv/bin/python scripts/screenshots.py            # writes docs/screenshots/*.png
 
 What it does, all on this machine:
 
-1. trains a small real run (``mnist-exp data=digits train.epochs=3``) in a temporary
-   directory, which logs to ``./mlflow.db`` and ``./mlruns`` there;
+1. trains a small real run (``mnist-exp data=digits train.epochs=3``) and a seed sweep
+   (``mnist-exp -m data=digits train.epochs=4 viz=off optimizer=adam,sgd seed=1,2,3``)
+   in a temporary directory, which log to ``./mlflow.db`` and ``./mlruns`` there;
 2. starts ``mlflow server`` on 127.0.0.1 (a free port) over that store;
-3. opens the run's pages in a headless Chromium (Debian's ``chromium``, driven by
+3. opens their pages in a headless Chromium (Debian's ``chromium``, driven by
    Playwright: ``pip install -e '.[test]'``, no browser download) and saves:
 
    - ``mlflow-run-overview.png``: the run's overview (metrics, parameters, logged model);
    - ``mlflow-run-confusion-matrix.png``: the artifacts tab, ``plots/confusion_matrix.png``;
-   - ``mlflow-run-activations.png``: the artifacts tab, ``activations/conv1.png``.
+   - ``mlflow-run-activations.png``: the artifacts tab, ``activations/conv1.png``;
+   - ``mlflow-sweep-runs.png``: the runs table, the sweep's parent unfolded to its jobs;
+   - ``mlflow-sweep-charts.png``: the charts view, ``val_accuracy`` and ``val_loss`` per
+     epoch for every job;
+   - ``mlflow-sweep-grouped.png``: the runs grouped by ``config_id`` (one row per
+     configuration, its seeds under it);
+   - ``mlflow-run-datasets.png``: a job's datasets (training, validation, test).
 
 The helpers are shared with ``tests/test_ui.py`` (``tests/ui_helpers.py``).
 """
@@ -35,15 +42,21 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from ui_helpers import (  # noqa: E402
     MlflowServer,
+    expand_run,
+    filter_charts,
     find_chromium,
     goto,
+    group_runs_by,
     mlflow_page,
     run_page_url,
+    runs_page_url,
+    wait_for_chart_series,
     wait_for_image,
     wait_for_texts,
 )
 
 MAX_BYTES = 400_000
+SWEEP = ["-m", "data=digits", "train.epochs=4", "viz=off", "optimizer=adam,sgd", "seed=1,2,3"]
 
 
 def quiet_env() -> dict:
@@ -70,13 +83,23 @@ def train(workdir: Path, overrides: list[str]) -> None:
     print(f"  done in {time.monotonic() - t0:.0f}s", flush=True)
 
 
-def find_run(server: MlflowServer) -> dict:
+def find_runs(server: MlflowServer) -> tuple:
+    """(the single run, the sweep's parent, the sweep's jobs): run infos."""
     experiments = server.post("/api/2.0/mlflow/experiments/search", {"max_results": 100})
     ids = [e["experiment_id"] for e in experiments.get("experiments", [])]
     runs = server.post("/api/2.0/mlflow/runs/search", {"experiment_ids": ids}).get("runs", [])
-    if len(runs) != 1:
-        sys.exit(f"expected one run in the store, found {len(runs)}")
-    return runs[0]["info"]
+
+    def tags(run):
+        return {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+
+    parents = [r for r in runs if tags(r).get("sweep") == "true"]
+    singles = [r for r in runs if r not in parents and "mlflow.parentRunId" not in tags(r)]
+    if len(singles) != 1 or len(parents) != 1:
+        sys.exit(f"expected one run and one sweep in the store, found {len(singles)} runs "
+                 f"and {len(parents)} sweeps")
+    parent = parents[0]["info"]
+    jobs = [r["info"] for r in runs if tags(r).get("mlflow.parentRunId") == parent["run_id"]]
+    return singles[0]["info"], parent, sorted(jobs, key=lambda j: j["run_name"])
 
 
 def save_png(data: bytes, path: Path) -> None:
@@ -114,6 +137,39 @@ def shoot(server: MlflowServer, page, run: dict, out: Path) -> None:
         save_png(page.screenshot(), out / filename)
 
 
+def shoot_sweep(server: MlflowServer, page, parent: dict, jobs: list, out: Path) -> None:
+    """The sweep's runs table, its charts, its grouped view and a job's datasets. In that
+    order: the UI remembers unfolded runs and the grouping for the next visit."""
+    exp, names = parent["experiment_id"], [j["run_name"] for j in jobs]
+
+    goto(page, runs_page_url(server.url, exp))
+    wait_for_texts(page, [parent["run_name"], "Dataset"], timeout=90)
+    expand_run(page, parent["run_name"], names[0])
+    wait_for_texts(page, [*names, "digits-training ("], timeout=60, settle=1.5)
+    save_png(page.screenshot(), out / "mlflow-sweep-runs.png")
+
+    goto(page, runs_page_url(server.url, exp, charts=True))
+    wait_for_texts(page, ["Model metrics", parent["run_name"]], timeout=90)
+    filter_charts(page, "val_accuracy")
+    wait_for_chart_series(page, names)  # drawn, every job
+    filter_charts(page, "val_")
+    wait_for_texts(page, ["val_loss"], timeout=30, settle=2)
+    save_png(page.screenshot(), out / "mlflow-sweep-charts.png")
+
+    goto(page, runs_page_url(server.url, exp))
+    wait_for_texts(page, [parent["run_name"]], timeout=90)
+    group_runs_by(page, "config_id")
+    wait_for_texts(page, ["Group by: config_id", "Group: ", *names], timeout=60, settle=1.5)
+    save_png(page.screenshot(), out / "mlflow-sweep-grouped.png")
+
+    job = jobs[0]
+    goto(page, run_page_url(server.url, exp, job["run_id"]))
+    wait_for_texts(page, ["Datasets", "digits-training ("], timeout=90)
+    page.get_by_text("digits-training (").first.click()
+    wait_for_texts(page, ["datasets used", "features shape"], timeout=60, settle=1)
+    save_png(page.screenshot(), out / "mlflow-run-datasets.png")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
@@ -136,14 +192,16 @@ def main(argv=None) -> None:
     try:
         if not args.reuse:
             train(workdir, ["data=digits", f"train.epochs={args.epochs}"])
+            train(workdir, SWEEP)
         server_dir = workdir / "server"
         with MlflowServer(f"sqlite:///{workdir.resolve() / 'mlflow.db'}", server_dir,
                           env=quiet_env()) as server:
             print(f"mlflow server at {server.url} (up in {server.startup_seconds:.1f}s)",
                   flush=True)
-            run = find_run(server)
+            run, parent, jobs = find_runs(server)
             with mlflow_page(exe, width=args.width, height=args.height) as page:
                 shoot(server, page, run, args.out)
+                shoot_sweep(server, page, parent, jobs, args.out)
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)

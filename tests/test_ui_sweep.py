@@ -12,13 +12,15 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import all_runs, cli_env, run_cli, store_uri
+from conftest import UI_HEIGHT, UI_WIDTH, all_runs, cli_env, run_cli, store_uri
 from ui_helpers import (
+    MLFLOW_UI_PREFERENCES,
     MlflowServer,
     expand_run,
     filter_charts,
     goto,
     group_runs_by,
+    mlflow_page,
     page_text,
     run_page_url,
     runs_page_url,
@@ -31,6 +33,8 @@ pytestmark = pytest.mark.slow  # a sweep, an mlflow server and a browser
 EPOCHS = 2
 SWEEP = ["-m", "data=digits", "data.limit=300", f"train.epochs={EPOCHS}", "viz=off",
          "mlflow.log_model=false", "optimizer=adam,sgd", "seed=1,2"]
+# What the side bar lists in MLflow's GenAI view, and not in its Model training view
+GENAI_NAV = ["Training runs", "Observability", "Judges"]
 JOBS = ["optimizer=adam,seed=1", "optimizer=adam,seed=2", "optimizer=sgd,seed=1",
         "optimizer=sgd,seed=2"]
 
@@ -55,6 +59,24 @@ def server(sweep, tmp_path_factory):
     with MlflowServer(sweep["uri"], tmp_path_factory.mktemp("ui-sweep-server"),
                       env=cli_env(), startup_timeout=180) as srv:
         yield srv
+
+
+def test_the_printed_link_opens_the_model_training_view_on_a_first_visit(chromium_exe, server,
+                                                                        sweep):
+    """A browser that never chose "Model training" (MLflow's default is its GenAI view):
+    the link ``mnist-exp`` prints opens the run in the Model training view."""
+    first_visit = {k: v for k, v in MLFLOW_UI_PREFERENCES.items() if "workflowType" not in k}
+    job = sweep["jobs"][JOBS[0]]
+    with mlflow_page(chromium_exe, width=UI_WIDTH, height=UI_HEIGHT, env=cli_env(),
+                     preferences=first_visit) as fresh:
+        goto(fresh, run_page_url(server.url, sweep["experiment_id"], job.info.run_id))
+        text = wait_for_texts(fresh, [JOBS[0], "Datasets", "Model metrics"], timeout=120)
+        assert not any(genai in text for genai in GENAI_NAV), text[:500]
+        # and the experiment's link goes to its runs table, in the same view
+        fresh.get_by_role("link", name="Runs").first.click()
+        text = wait_for_texts(fresh, [sweep["parent"].info.run_name, "matching runs"])
+        assert not any(genai in text for genai in GENAI_NAV), text[:500]
+        assert "workflowType=machine_learning" in fresh.url
 
 
 def test_the_experiment_opens_on_its_runs_and_the_parent_unfolds(page, server, sweep):
@@ -106,8 +128,7 @@ def test_group_by_config_id_shows_one_row_per_configuration(page, server, sweep)
 
 def test_a_job_lists_its_three_datasets(page, server, sweep):
     run = sweep["jobs"]["optimizer=adam,seed=1"]
-    goto(page, run_page_url(server.url, sweep["experiment_id"], run.info.run_id)
-         + "?workflowType=machine_learning")
+    goto(page, run_page_url(server.url, sweep["experiment_id"], run.info.run_id))
     wait_for_texts(page, ["Datasets", "digits-training ("], timeout=120)
     page.get_by_text("digits-training (").first.click()
     digest = run.data.tags["data.fingerprint"][:36]

@@ -215,8 +215,10 @@ _IMAGE_SHOWN = """minSize => {
 
 @contextlib.contextmanager
 def mlflow_page(executable: Optional[str] = None, width: int = 1400, height: int = 900,
-                env: Optional[dict] = None) -> Iterator["Page"]:
-    """A Playwright page in a headless Chromium, set up for MLflow's UI (see below)."""
+                env: Optional[dict] = None,
+                preferences: Optional[dict] = None) -> Iterator["Page"]:
+    """A Playwright page in a headless Chromium, set up for MLflow's UI: ``preferences``
+    (default :data:`MLFLOW_UI_PREFERENCES`) in its localStorage before the app starts."""
     from playwright.sync_api import sync_playwright
 
     executable = executable or find_chromium()
@@ -228,7 +230,7 @@ def mlflow_page(executable: Optional[str] = None, width: int = 1400, height: int
         try:
             context = browser.new_context(viewport={"width": width, "height": height},
                                           device_scale_factor=1)
-            context.add_init_script(_mlflow_ui_preferences_script())
+            context.add_init_script(_mlflow_ui_preferences_script(preferences))
             yield context.new_page()
         finally:
             browser.close()
@@ -296,16 +298,18 @@ MLFLOW_UI_PREFERENCES = {
 }
 
 
-def _mlflow_ui_preferences_script() -> str:
+def _mlflow_ui_preferences_script(preferences: Optional[dict] = None) -> str:
+    preferences = MLFLOW_UI_PREFERENCES if preferences is None else preferences
     sets = "".join(f"localStorage.setItem({json.dumps(k)}, {json.dumps(v)});"
-                   for k, v in MLFLOW_UI_PREFERENCES.items())
+                   for k, v in preferences.items())
     return f"try {{ {sets} }} catch (e) {{}}"
 
 
 def run_page_url(server_url: str, experiment_id: str, run_id: str, sub: str = "") -> str:
-    """The UI's address of a run (``sub``: e.g. ``artifacts/plots/x.png``)."""
+    """The UI's address of a run (``sub``: e.g. ``artifacts/plots/x.png``), in the "Model
+    training" view, as ``mnist-exp`` prints it."""
     url = f"{server_url}/#/experiments/{experiment_id}/runs/{run_id}"
-    return f"{url}/{sub}" if sub else url
+    return (f"{url}/{sub}" if sub else url) + "?workflowType=machine_learning"
 
 
 def runs_page_url(server_url: str, experiment_id: str, charts: bool = False) -> str:
