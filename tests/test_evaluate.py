@@ -105,6 +105,13 @@ def test_evaluating_a_run_reproduces_its_test_metrics(trained_run, evaluations):
     assert run.data.params["seed"] == "42"
     assert run.data.tags["data.fingerprint"] == source.data.tags["data.fingerprint"]
     assert run.data.tags["data.same_as_model_run"] == "true"
+    # its test set as an MLflow dataset: the Dataset column of the runs table, the same
+    # name and digest (the data's fingerprint) as the training run's test set
+    (test_set,) = run.inputs.dataset_inputs
+    assert [t.value for t in test_set.tags if t.key == "mlflow.data.context"] == ["test"]
+    (trained,) = [d.dataset for d in source.inputs.dataset_inputs if d.dataset.name == "digits-test"]
+    assert (test_set.dataset.name, test_set.dataset.digest) == (trained.name, trained.digest)
+    assert trained.digest == source.data.tags["data.fingerprint"][:36]
     for key in TEST_METRICS:
         assert run.data.metrics[key] == pytest.approx(source.data.metrics[key], abs=1e-6), key
 

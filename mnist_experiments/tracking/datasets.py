@@ -13,7 +13,7 @@ MLflow hashes nothing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import mlflow
 import numpy as np
@@ -30,9 +30,11 @@ def _source(source: str):
 
 
 def log_datasets(name: str, fingerprint: str, source: str,
-                 splits: Mapping[str, Optional[Tuple[np.ndarray, np.ndarray]]]) -> None:
+                 splits: Mapping[str, Optional[Tuple[np.ndarray, np.ndarray]]]
+                 ) -> Dict[str, Any]:
     """Log each ``context -> (images, labels)`` of ``splits`` (None: skipped) to the
-    active run."""
+    active run; return the logged datasets by context (to link metrics to them)."""
+    logged = {}
     for context, arrays in splits.items():
         if arrays is None or len(arrays[1]) == 0:
             continue
@@ -41,3 +43,5 @@ def log_datasets(name: str, fingerprint: str, source: str,
                                          name=f"{name}-{context}",
                                          digest=fingerprint[:DIGEST_CHARS])
         mlflow.log_input(dataset, context=context)
+        logged[context] = dataset
+    return logged

@@ -27,6 +27,7 @@ from mnist_experiments.data import load_dataset
 from mnist_experiments.errors import UserError
 from mnist_experiments.tracking import artifacts, provenance
 from mnist_experiments.tracking import runs as tracking
+from mnist_experiments.tracking.datasets import log_datasets
 from mnist_experiments.tracking.store import resolve_tracking_uri
 from mnist_experiments.training.evaluation import evaluate as evaluate_model
 
@@ -168,9 +169,8 @@ def evaluate(loaded: Any, cfg: Any, overrides: Sequence[str], origin: str,
         mlflow.log_dict(eval_config, "config.yaml")
         mlflow.log_dict({"source": dataset.source, "fingerprint": dataset.fingerprint,
                          "shapes": dataset.shapes()}, "data.json")
-        test_set = mlflow.data.from_numpy(
-            dataset.x_test, targets=dataset.y_test, name=f"{cfg.data.name}-test")
-        mlflow.log_input(test_set, context="test")
+        test_set = log_datasets(str(cfg.data.name), dataset.fingerprint, dataset.source,
+                                {"test": (dataset.x_test, dataset.y_test)})["test"]
         mlflow.log_metrics(metrics, model_id=loaded.model_id, dataset=test_set)
         artifacts.log_reports(evaluation, names)
         fig = figures.confusion_matrix_figure(
