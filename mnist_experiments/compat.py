@@ -159,3 +159,16 @@ def keras_safe_mode() -> ContextManager[Any]:
     except ImportError:  # pragma: no cover - checked by tests/test_compat.py
         return contextlib.nullcontext()
     return SafeModeScope(True)
+
+
+def optuna_trial_id(study: Any, number: int) -> int:
+    """The storage id of trial ``number`` of ``study`` (Optuna 4).
+
+    A sweep job knows its trial by number (its Hydra job number) and must build
+    ``optuna.trial.Trial(study, trial_id)`` to report to it; Optuna has no public lookup
+    from number to id (they differ when a storage holds several studies). Private API:
+    ``Study._storage`` and ``Study._study_id``, and the storage's public
+    ``get_trial_id_from_study_id_trial_number``.
+    """
+    return study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+

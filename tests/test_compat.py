@@ -114,3 +114,20 @@ def test_report_errors_with_still_applies(capsys):
         assert "Error executing job with overrides: ['a=1']" in capsys.readouterr().err
     finally:
         utils.run_and_report, JobReturn.return_value = original, prop
+
+
+def test_optuna_trial_id_finds_a_trial_by_number_in_a_shared_storage(tmp_path):
+    import optuna
+
+    from mnist_experiments.compat import optuna_trial_id
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    first = optuna.create_study(study_name="a", storage=storage)
+    for _ in range(3):
+        first.ask()
+    second = optuna.create_study(study_name="b", storage=storage)
+    asked = [second.ask() for _ in range(2)]
+    # trial 1 of study b is the storage's 5th trial: number and id differ
+    assert optuna_trial_id(second, 1) == asked[1]._trial_id != 1
+    assert optuna.__version__.startswith("4."), "check Study._storage and _study_id"
+

@@ -32,6 +32,7 @@ from mnist_experiments.launch import numerics, signals
 from mnist_experiments.launch.callback import MlflowSweepCallback
 from mnist_experiments.launch.context import JobContext
 from mnist_experiments.launch.files import finished_before
+from mnist_experiments.launch.study import open_job_trial
 from mnist_experiments.launch.reporting import describe, discard_output_dir
 
 CONFIG_PATH = "pkg://mnist_experiments.conf"
@@ -61,6 +62,8 @@ def _job(cfg: DictConfig) -> Optional[float]:
             logging.getLogger(__name__).info(
                 "finished in this sweep before (objective %.4f): not run again", done)
             return done
+    if context.parent_run_id is not None:  # a job of a pruned Optuna search: its trial
+        open_job_trial(Path(context.tags["sweep.dir"]), context.tags.get("sweep.job_num"))
     try:
         validate(cfg)  # a bad value is refused before anything heavy is imported
         numerics.prepare(cfg)  # oneDNN and its ISA: read by TensorFlow when it loads

@@ -204,3 +204,10 @@ def register_configs() -> None:
     cs.store(group="schema/model", name="model", node=ModelConfig)
     for registry in REGISTRIES:
         registry.store(cs)
+    # hydra/sweeper=optuna: Hydra's plugin scan misses a package installed in editable
+    # mode (pip install -e: an import hook, not a directory); importing it stores its
+    # config, and Hydra's public Plugins.register adds the class (idempotent)
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.mnist_exp_optuna.optuna_sweeper import OptunaSweeper
+
+    Plugins.instance().register(OptunaSweeper)

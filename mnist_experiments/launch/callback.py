@@ -36,6 +36,7 @@ from mnist_experiments.config.identity import config_id
 from mnist_experiments.errors import UserError
 from mnist_experiments.launch import signals
 from mnist_experiments.launch.files import absolute, read_sweep_file, write_job_record
+from mnist_experiments.launch.study import job_trial
 from mnist_experiments.tracking.preflight import check_store
 from mnist_experiments.tracking.store import resolve_tracking_uri
 
@@ -143,6 +144,9 @@ class MlflowSweepCallback(Callback):
             # a resumed sweep skips this job only if its config is still the same
             "config_id": config_id(config),
         }
+        trial = job_trial()
+        if trial is not None and trial.pruned_at is not None:
+            record["pruned"] = trial.pruned_at  # the epoch its Optuna trial was pruned at
         value = job_return_value(job_return)
         if status == "COMPLETED":
             record["objective"] = value

@@ -46,7 +46,7 @@ def _is_terminal(stream: Any) -> bool:
 
 
 class PlainOptunaLogs(Callback):
-    """Optuna 2 writes its lines ("A new study created ...", trial results) with colorlog's
+    """Optuna writes its lines (warnings, "A new study created ...") with colorlog's
     colour codes whatever its stream is. Unless stderr is a terminal, its own handler is
     switched off and its lines go through Hydra's logging instead, plain, like every
     other line (and into the log files Hydra writes)."""

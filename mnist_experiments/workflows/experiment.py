@@ -41,10 +41,12 @@ from mnist_experiments.tracking.store import StoreCreation, resolve_tracking_uri
 from mnist_experiments.training.augmentation import augmented_samples
 from mnist_experiments.training.evaluation import activation_maps, evaluate, sample_index
 from mnist_experiments.training.fit import EveryNEpochs, fit
+from mnist_experiments.training.pruning import OptunaPruning
 from mnist_experiments.training.seeding import apply_threads, resolve_threads, seed_everything
 from mnist_experiments.workflows import kfold
 from mnist_experiments.launch import numerics
 from mnist_experiments.launch.context import JobContext
+from mnist_experiments.launch.study import job_trial
 
 log = logging.getLogger(__name__)
 
@@ -205,9 +207,14 @@ def _fit_and_test(cfg: DictConfig, dataset: Any, x_train, y_train, x_val, y_val,
         image, channels = dataset.x_test[index], int(viz.max_channels)
         callbacks.append(EveryNEpochs(every, lambda model, epoch: artifacts.log_activation_images(
             activation_maps(model, image), epoch, channels)))
+    trial = job_trial() if x_val is not None and not prefix else None
+    if trial is not None:  # a job of a pruned Optuna search (holdout only)
+        callbacks.append(OptunaPruning(trial))
     with BackgroundMetrics(mlflow.active_run().info.run_id) as writer:
         result = fit(cfg, x_train, y_train, x_val, y_val, on_metrics=writer.log,
                      callbacks=callbacks, prefix=prefix)
+    if trial is not None and trial.pruned_at is not None:
+        mlflow.set_tags({"pruned": "true", "pruned_at_epoch": str(trial.pruned_at)})
     evaluation = evaluate(result.model, dataset.x_test, dataset.y_test, names,
                           activation_index=index if artifacts.wanted(viz, "activations") else None)
     mlflow.log_metrics({

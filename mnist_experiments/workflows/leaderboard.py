@@ -43,10 +43,14 @@ class Report:
     markdown: str
     files: List[Path] = field(default_factory=list)
     registered: Optional[str] = None  # models:/<name>/<version> of the registered best model
+    # an Optuna search that reached its n_trials: the trials that failed were replaced
+    retried: bool = False
 
     @property
     def failed(self) -> List[Dict[str, Any]]:
-        return [r for r in self.rows if r["status"] != "FINISHED"]
+        if self.retried:
+            return []
+        return [r for r in self.rows if r["status"] not in ("FINISHED", "PRUNED")]
 
     @property
     def best(self) -> Optional[Dict[str, Any]]:
@@ -98,7 +102,9 @@ def collect_rows(sweep_dir: Optional[Path], uri: str, parent_run_id: str) -> Lis
             "test_accuracy": m.get("test_accuracy"),
             "test_loss": m.get("test_loss"),
             "test_f1_macro": m.get("test_f1_macro"),
-            "status": run.info.status,
+            # an Optuna trial its pruner stopped early: its run FINISHED the epochs it ran
+            "status": ("PRUNED" if run.info.status == "FINISHED"
+                       and run.data.tags.get("pruned") == "true" else run.info.status),
             "run_id": run.info.run_id,
             "duration_s": round(duration, 1),
             "error": "",
@@ -114,7 +120,10 @@ def collect_rows(sweep_dir: Optional[Path], uri: str, parent_run_id: str) -> Lis
                 "test_f1_macro": None, "run_id": "", "duration_s": None, "error": "",
             })
             row["overrides"] = " ".join(record["overrides"])
-            if record["status"] != "FINISHED":
+            if record.get("pruned") and record["status"] == "FINISHED":
+                row["status"] = "PRUNED"
+                row.setdefault("objective", record.get("objective"))
+            elif record["status"] != "FINISHED":
                 row["status"] = "FAILED"
                 row["error"] = (record.get("error") or "").splitlines()[0][:300] if record.get("error") else ""
             else:
@@ -127,7 +136,8 @@ def collect_rows(sweep_dir: Optional[Path], uri: str, parent_run_id: str) -> Lis
         if row["status"] == "FINISHED" and _number(row["objective"]) is None:
             row["status"] = "FAILED"
             row["error"] = row["error"] or "objective is NaN"
-    rows.sort(key=lambda r: (r["status"] != "FINISHED", -(_number(r["objective"]) or -math.inf),
+    rows.sort(key=lambda r: ({"FINISHED": 0, "PRUNED": 1}.get(r["status"], 2),
+                             -(_number(r["objective"]) or -math.inf),
                              int(r["job"]) if str(r["job"]).isdigit() else 0))
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
@@ -152,9 +162,12 @@ def to_markdown(rows: List[Dict[str, Any]], title: str, planned: Optional[int] =
     best = next((r for r in rows if r["best"]), None)
     finished = sum(r["status"] == "FINISHED" for r in rows)
     killed = sum(r["status"] == "KILLED" for r in rows)
+    pruned = sum(r["status"] == "PRUNED" for r in rows)
     never = (f" {planned - len(rows)} of the {planned} planned jobs never ran."
              if planned is not None and planned > len(rows) else "")
-    lines.append(f"{len(rows)} jobs, {finished} finished, {len(rows) - finished - killed} failed"
+    lines.append(f"{len(rows)} jobs, {finished} finished"
+                 + (f", {pruned} pruned (stopped early by the Optuna pruner)" if pruned else "")
+                 + f", {len(rows) - finished - killed - pruned} failed"
                  + (f", {killed} killed (interrupted, or their process died)." if killed else ".")
                  + never
                  + (f" Best: job {best['job']} ({best['overrides'] or 'defaults'}), "

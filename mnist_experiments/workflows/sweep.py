@@ -75,6 +75,8 @@ def start(config: DictConfig) -> Dict[str, str]:
     _heartbeats[run_id] = liveness.Heartbeat(run_id, uri=uri).start()
     info = {
         "planned_jobs": planned_jobs(config),
+        # Optuna replaces a failed trial with a new one: its failures are not the sweep's
+        "replaces_failed": "n_trials" in sweeper,
         "register_as": config.mlflow.get("register_as") or "",
         "register_alias": config.mlflow.get("register_alias") or "",
         "tracking_uri": uri,
@@ -170,6 +172,9 @@ def finish(info: Dict[str, str], signum: Optional[int] = None) -> Optional[Repor
                               parent, log_to_parent=True,
                               register_as=None if signum else info.get("register_as") or None,
                               register_alias=info.get("register_alias") or None)
+        done = sum(r["status"] in ("FINISHED", "PRUNED") for r in report.rows)
+        report.retried = bool(info.get("replaces_failed") and info.get("planned_jobs")
+                              and done >= int(info["planned_jobs"]))
         status = "FAILED" if report.failed or not report.rows else "FINISHED"
     except Exception:  # never leave the parent RUNNING
         log.exception("could not build the sweep summary")

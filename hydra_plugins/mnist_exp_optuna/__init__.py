@@ -1,0 +1,1 @@
+"""mnist-experiments' Optuna sweeper for Hydra (``hydra/sweeper=optuna``)."""
