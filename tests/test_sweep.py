@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,9 @@ def test_parallel_grid_on_a_fresh_store(tmp_path):
     assert sorted(c.info.run_name for c in children) == [
         "optimizer=adam,model=lenet5", "optimizer=adam,model=seed_tiny",
         "optimizer=sgd,model=lenet5", "optimizer=sgd,model=seed_tiny"]
+    # two jobs at a time share the cores: each its share of threads, recorded
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert {c.data.params["train.threads"] for c in children} == {str(share)}
     # a unique output dir per job
     assert len({c.data.tags["hydra.output_dir"] for c in children}) == 4
 

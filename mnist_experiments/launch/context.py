@@ -29,6 +29,23 @@ def job_sweep_info() -> Optional[Dict[str, Any]]:
     return {**info, "job_num": str(hc.job.num), "job_overrides": list(hc.overrides.task)}
 
 
+def parallel_jobs(hc: Any, sweep: Optional[Dict[str, Any]]) -> int:
+    """How many jobs of this sweep run at once on this machine: a joblib launcher's
+    ``n_jobs`` (negative: joblib's count from the cores), capped by the sweep's planned
+    jobs and an Optuna sweeper's ``n_jobs``; 1 for any other launcher."""
+    launcher = hc.launcher
+    if not str(launcher.get("_target_", "")).endswith("JoblibLauncher"):
+        return 1
+    n = int(launcher.get("n_jobs") or 1)
+    if n < 0:  # joblib: -1 is every core, -2 all but one, ...
+        n = max(1, (os.cpu_count() or 1) + 1 + n)
+    caps = [(sweep or {}).get("planned_jobs"), hc.sweeper.get("n_jobs")]
+    for cap in caps:
+        if isinstance(cap, int) and cap > 0:
+            n = min(n, cap)
+    return max(1, n)
+
+
 @dataclass
 class JobContext:
     """Where a job was launched from and how (filled from Hydra when it runs the job)."""
@@ -41,6 +58,7 @@ class JobContext:
     tracking_uri: Optional[str] = None  # set for sweep jobs: the sweep's store ...
     experiment_id: Optional[str] = None  # ... and experiment (created once, before the jobs)
     sweep_overrides: List[str] = field(default_factory=list)  # the sweep command's overrides
+    parallel_jobs: int = 1  # jobs of this sweep running at once here: they share the cores
 
     @classmethod
     def from_hydra(cls) -> "JobContext":
@@ -58,6 +76,7 @@ class JobContext:
             context.tracking_uri = sweep["tracking_uri"]
             context.experiment_id = sweep["experiment_id"]
             context.sweep_overrides = list(sweep.get("overrides") or [])
+            context.parallel_jobs = parallel_jobs(hc, sweep)
             context.tags.update({"sweep.job_num": sweep["job_num"],
                                  "sweep.dir": sweep["sweep_dir"]})
         return context

@@ -26,9 +26,13 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def resolve_threads(configured: Optional[int]) -> int:
-    """``train.threads`` as a number: the configured count, else the available cores."""
-    return int(configured) if configured else available_cores()
+def resolve_threads(configured: Optional[int], parallel: int = 1) -> int:
+    """``train.threads`` as a number: the configured count, else this job's share of the
+    available cores (``parallel``: the jobs running at once on this machine, e.g. a
+    joblib sweep's; two jobs on 2 cores get 1 thread each instead of fighting over 4)."""
+    if configured:
+        return int(configured)
+    return max(1, available_cores() // max(1, int(parallel)))
 
 
 def apply_threads(threads: int) -> None:

@@ -110,7 +110,7 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None,
     validate(cfg)
     # what shapes the numbers besides the config's values: resolved, applied, recorded
     numerics.prepare(cfg)
-    cfg.train.threads = resolve_threads(cfg.train.threads)
+    cfg.train.threads = resolve_threads(cfg.train.threads, context.parallel_jobs)
     apply_threads(cfg.train.threads)
     uri = context.tracking_uri or resolve_tracking_uri(cfg.mlflow.tracking_uri,
                                                        context.launch_dir)
