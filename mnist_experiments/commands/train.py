@@ -93,9 +93,10 @@ def _store_dir(cfg: DictConfig, context: JobContext) -> str:
 def main() -> None:
     """``mnist-exp``: run the Hydra app.
 
-    After a successful single run, everything is logged and flushed, so the process
-    exits at once instead of spending ~2 s in TensorFlow's interpreter teardown.
-    Errors and multiruns (whose launchers may own worker processes) exit normally.
+    After a successful single run, or a sweep whose jobs all ran in this process (the
+    basic launcher), everything is logged and flushed, so the process exits at once
+    instead of spending ~2 s in TensorFlow's interpreter teardown. Errors and other
+    launchers' sweeps (whose workers must be shut down) exit normally.
     """
     if "--version" in sys.argv[1:]:  # (Hydra's own --version prints Hydra's)
         print(version_text("mnist-exp"))
@@ -111,7 +112,8 @@ def main() -> None:
             app()
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM, the runs already ended KILLED
             sys.exit(stopped(exc))
-    if "tensorflow" in sys.modules and not {"-m", "--multirun"} & set(sys.argv[1:]):
+    multirun = bool({"-m", "--multirun"} & set(sys.argv[1:]))
+    if "tensorflow" in sys.modules and (not multirun or MlflowSweepCallback.ran_in_process()):
         logging.shutdown()
         terminal.remove_autograph_files()  # TensorFlow removes them at exit, skipped here
         sys.stdout.flush()

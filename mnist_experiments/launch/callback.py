@@ -38,7 +38,7 @@ from mnist_experiments.launch import signals
 from mnist_experiments.launch.files import absolute, read_sweep_file, write_job_record
 from mnist_experiments.launch.study import job_trial
 from mnist_experiments.tracking.preflight import check_store
-from mnist_experiments.tracking.store import resolve_tracking_uri
+from mnist_experiments.tracking.store import StoreCreation, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,15 @@ class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         self._sweep: Optional[Dict[str, str]] = None
         self._finished = False
+        self._launcher = ""
+
+    @classmethod
+    def ran_in_process(cls) -> bool:
+        """Whether this process launched a sweep whose jobs all ran in it (Hydra's basic
+        launcher: no worker process to wait for) and ended it."""
+        active = cls._active
+        return (active is not None and active._finished
+                and active._launcher.endswith("BasicLauncher"))
 
     @classmethod
     def stop_active(cls, signum: int) -> Optional[str]:
@@ -88,16 +97,23 @@ class MlflowSweepCallback(Callback):
         (``SystemExit`` is not an ``Exception``: Hydra lets it through).
         """
         try:
-            # a bad store is refused before MLflow is even imported
-            check_store(resolve_tracking_uri(config.mlflow.tracking_uri, os.getcwd()))
-            from mnist_experiments.workflows import sweep  # heavy: MLflow
+            # a bad store is refused before MLflow is even imported, and a new one is
+            # built by a helper process while this one imports MLflow (seconds each)
+            uri = resolve_tracking_uri(config.mlflow.tracking_uri, os.getcwd())
+            check_store(uri)
+            creation = StoreCreation.start(uri, str(config.mlflow.experiment_name))
+            try:
+                from mnist_experiments.workflows import sweep  # heavy: MLflow
 
-            self._sweep = sweep.start(config)
+                self._sweep = sweep.start(config, creation)
+            finally:
+                creation.discard()  # (already done unless the start failed)
         except Exception as exc:  # noqa: BLE001 - every failure stops the sweep
             sys.stderr.write(sweep_start_failure(exc) + "\n")
             sys.stderr.flush()
             raise SystemExit(1) from None
         MlflowSweepCallback._active = self
+        self._launcher = str(config.hydra.launcher.get("_target_", ""))
         # a signal stops the workers (they end their runs) before it unwinds the sweep
         _passing_signals.enter_context(signals.passed_to_children())
         atexit.register(self._finish)  # also when a failed job makes Hydra abort the sweep

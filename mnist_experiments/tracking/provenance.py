@@ -21,12 +21,6 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional
 
 import hydra
-import keras
-import mlflow
-import numpy
-import PIL
-import sklearn
-import tensorflow as tf
 
 import mnist_experiments
 
@@ -125,6 +119,15 @@ def git_info(*candidates: str | os.PathLike) -> Dict[str, str]:
 
 def versions() -> Dict[str, str]:
     """Versions of the software that decides the numbers."""
+    # imported here: a sweep's launcher process reads git_info only, and must not pay
+    # TensorFlow's import (seconds) for it
+    import keras
+    import mlflow
+    import numpy
+    import PIL
+    import sklearn
+    import tensorflow as tf
+
     return {
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
@@ -169,6 +172,8 @@ NUMERIC_ENV = ("TF_ENABLE_ONEDNN_OPTS", "TF_DETERMINISTIC_OPS", "OMP_NUM_THREADS
 
 def runtime_info() -> Dict[str, str]:
     """What this process' TensorFlow actually runs with: thread pools and oneDNN."""
+    import tensorflow as tf
+
     return {
         "intra_op_threads": str(tf.config.threading.get_intra_op_parallelism_threads()),
         "inter_op_threads": str(tf.config.threading.get_inter_op_parallelism_threads()),

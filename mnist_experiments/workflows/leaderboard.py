@@ -28,7 +28,6 @@ from mnist_experiments import figures
 from mnist_experiments.launch.files import job_records, read_sweep_file
 from mnist_experiments.workflows import grouped
 from mnist_experiments.tracking import liveness
-from mnist_experiments.tracking.models import register
 from mnist_experiments.tracking.notes import NOTE_TAG, sweep_note
 from mnist_experiments.tracking.search import search_all_runs
 from mnist_experiments.tracking.store import existing_store_uri
@@ -279,6 +278,10 @@ def build_report(sweep_dir: Optional[Path], uri: str, parent_run_id: str,
         client.log_metric(parent_run_id, "jobs_finished", len(rows) - len(report.failed))
         client.log_metric(parent_run_id, "jobs_failed", len(report.failed))
     if register_as and report.best is not None:
+        # imported here: it loads Keras and TensorFlow, which a sweep's launcher process
+        # (joblib: the jobs run in workers) otherwise never needs
+        from mnist_experiments.tracking.models import register
+
         version = register(report.best["run_id"], register_as, register_alias, tracking_uri=uri)
         report.registered = f"models:/{version.name}/{version.version}"
         if log_to_parent:

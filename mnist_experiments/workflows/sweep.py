@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 _heartbeats: Dict[str, liveness.Heartbeat] = {}  # parent run id -> its heartbeat thread
 
 
-def start(config: DictConfig) -> Dict[str, str]:
+def start(config: DictConfig, creation: Optional[StoreCreation] = None) -> Dict[str, str]:
     """Create the store, the experiment and the parent run; write the sweep file.
 
     The store is checked first and, when new, built aside and linked into place
@@ -47,8 +47,10 @@ def start(config: DictConfig) -> Dict[str, str]:
     sweep_dir = absolute(str(config.hydra.sweep.dir), launch_dir).resolve()
     uri = resolve_tracking_uri(config.mlflow.tracking_uri, launch_dir)
     name = str(config.mlflow.experiment_name)
-    with StoreCreation.start(uri, name) as creation:  # refuses a store that cannot work
-        creation.install()
+    # refuses a store that cannot work; ``creation``: started by the caller, so that the
+    # helper builds a new store while this process imports MLflow
+    with creation or StoreCreation.start(uri, name) as building:
+        building.install()
     experiment_id = ensure_experiment(uri, name)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(uri)

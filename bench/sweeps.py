@@ -1,0 +1,250 @@
+"""Sweeps at speed and at scale: three measurements, each a section of a Markdown report.
+
+    python bench/sweeps.py parallel   # 8-job digits sweep: sequential vs 2 joblib jobs
+    python bench/sweeps.py pruning    # 24-trial Optuna search: pruner=median vs none
+    python bench/sweeps.py report     # a 10,000-job sweep's report: complete, how fast
+    python bench/sweeps.py all --out bench/results-sweeps.md
+
+- **parallel**: ``mnist-exp -m data=digits train.epochs=3 seed=1..8`` (every job fully
+  tracked: figures, model) with Hydra's basic launcher and with
+  ``hydra/launcher=joblib hydra.launcher.n_jobs=2``, alternating, ``--pairs`` times,
+  each a fresh process in a fresh directory. Target: sequential / parallel >= 1.6.
+- **pruning**: ``mnist-exp -m hparams_search=optuna`` on a Fashion-MNIST subset
+  (``--limit`` images, ``--epochs`` epochs, ``viz=off``, no model), ``--trials`` trials,
+  the same sampler seed, with ``hydra.sweeper.pruner=median`` and ``none``. Target: the
+  pruned search's best objective within 0.5 percentage points of the unpruned one, in at
+  most 60% of its wall time.
+- **report**: a simulated sweep of N finished jobs (a parent run, N child runs with
+  their tags, params and metrics, N ``job.json`` records, written with MLflow's client
+  into a fresh SQLite store), then ``mnist-exp-report <sweep dir>`` timed, for each N of
+  ``--sizes``. Target: all N jobs in ``summary.csv``, under 60 s for 10,000.
+
+Timings are this machine's; run it alone (no other heavy process on the cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchmark import DEFAULT_DATA, _check, bench_env, machine_info, measure  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+
+
+def log(message: str) -> None:
+    print(f"[sweeps] {message}", file=sys.stderr, flush=True)
+
+
+def _sweep(args: List[str], workdir: Path) -> Dict[str, Any]:
+    run = measure([sys.executable, "-m", "mnist_experiments", "-m", *args], workdir,
+                  bench_env(), timeout=7200)
+    _check(run, " ".join(args))
+    return run
+
+
+def _runs(uri: str) -> List[Any]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+# ----------------------------------------------------------------------------- parallel
+def parallel(args: argparse.Namespace, tmp: Path) -> Dict[str, Any]:
+    seeds = ",".join(str(s) for s in range(1, args.jobs + 1))
+    base = ["data=digits", "train.epochs=3", f"seed={seeds}"]
+    variants = {"sequential": base,
+                "joblib n_jobs=2": [*base, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]}
+    rows = []
+    for pair in range(1, args.pairs + 1):
+        for name, overrides in variants.items():
+            workdir = tmp / f"parallel-{pair}-{name.split()[0]}"
+            run = _sweep(overrides, workdir)
+            runs = [r for r in _runs(f"sqlite:///{workdir / 'mlflow.db'}")
+                    if r.data.tags.get("sweep") != "true"]
+            rows.append({"pair": pair, "variant": name, "wall": run["wall_s"],
+                         "jobs": len(runs), "threads": sorted({r.data.params["train.threads"]
+                                                               for r in runs}),
+                         "fit_sum": sum(r.data.metrics["fit_seconds"] for r in runs)})
+            log(f"parallel pair {pair} {name}: {run['wall_s']:.1f} s")
+    seq = statistics.median(r["wall"] for r in rows if r["variant"] == "sequential")
+    par = statistics.median(r["wall"] for r in rows if r["variant"] != "sequential")
+    return {"rows": rows, "sequential_s": seq, "parallel_s": par, "speedup": seq / par,
+            "jobs": args.jobs}
+
+
+# ------------------------------------------------------------------------------ pruning
+def pruning(args: argparse.Namespace, tmp: Path) -> Dict[str, Any]:
+    import optuna
+
+    base = ["hparams_search=optuna", "data=fashion_mnist", f"data.path={args.data}",
+            f"data.limit={args.limit}", f"train.epochs={args.epochs}", "viz=off",
+            "mlflow.log_model=false", f"hydra.sweeper.n_trials={args.trials}",
+            "hydra.sweeper.seed=1"]
+    result: Dict[str, Any] = {"trials": args.trials, "epochs": args.epochs, "limit": args.limit}
+    for pruner in ("none", "median"):
+        workdir = tmp / f"pruning-{pruner}"
+        run = _sweep([*base, f"hydra.sweeper.pruner={pruner}"], workdir)
+        (sweep_dir,) = (workdir / "outputs" / "multirun").iterdir()
+        study = optuna.load_study(study_name=f"mnist-exp-{sweep_dir.name}",
+                                  storage=f"sqlite:///{workdir / 'optuna.db'}")
+        states = [t.state.name for t in study.trials]
+        epochs = sum(len(t.intermediate_values) for t in study.trials)
+        result[pruner] = {"wall": run["wall_s"], "best": study.best_value,
+                          "complete": states.count("COMPLETE"),
+                          "pruned": states.count("PRUNED"), "epochs_trained": epochs}
+        log(f"pruning {pruner}: {run['wall_s']:.1f} s, best {study.best_value:.4f}, "
+            f"{states.count('PRUNED')} pruned")
+    result["time_ratio"] = result["median"]["wall"] / result["none"]["wall"]
+    result["best_gap_pp"] = 100 * (result["none"]["best"] - result["median"]["best"])
+    return result
+
+
+# ------------------------------------------------------------------------------- report
+def simulate(workdir: Path, n: int) -> Path:
+    """A finished sweep of ``n`` jobs, as mnist-exp would have left it."""
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    from mnist_experiments.launch.files import write_job_record, write_sweep_file
+    from mnist_experiments.tracking.runs import ensure_experiment
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    experiment_id = ensure_experiment(uri, "mnist-experiments")
+    client = MlflowClient(uri)
+    sweep_dir = workdir / "outputs" / "multirun" / "simulated"
+    sweep_dir.mkdir(parents=True)
+    parent = client.create_run(experiment_id, run_name="sweep-simulated",
+                               tags={"sweep": "true", "sweep.dir": str(sweep_dir)})
+    parent_id = parent.info.run_id
+    write_sweep_file(sweep_dir, {
+        "planned_jobs": n, "register_as": "", "register_alias": "", "tracking_uri": uri,
+        "experiment_id": experiment_id, "parent_run_id": parent_id,
+        "sweep_dir": str(sweep_dir), "overrides": ["data=digits", f"seed=range(0,{n})"]})
+    now = int(time.time() * 1000)
+    for job in range(n):
+        config_id = f"{job % 10:012d}"
+        overrides = ["data=digits", f"optimizer.learning_rate={0.001 * (1 + job % 10)}",
+                     f"seed={job // 10}"]
+        run = client.create_run(experiment_id, run_name=",".join(overrides[1:]), tags={
+            "mlflow.parentRunId": parent_id, "sweep.job_num": str(job),
+            "overrides": " ".join(overrides), "config_id": config_id})
+        objective = 0.9 + 0.005 * (job % 10) + 0.0001 * (job % 7)
+        metrics = {"objective": objective, "test_accuracy": objective - 0.01,
+                   "test_loss": 1 - objective, "test_f1_macro": objective - 0.02}
+        client.log_batch(run.info.run_id,
+                         metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+                         params=[Param("seed", str(job // 10))],
+                         tags=[RunTag("mnist_exp.simulated", "true")])
+        client.set_terminated(run.info.run_id, "FINISHED")
+        job_dir = sweep_dir / str(job)
+        job_dir.mkdir()
+        write_job_record(job_dir, {"job": str(job), "overrides": overrides,
+                                   "status": "FINISHED", "error": None,
+                                   "objective": objective, "parent_run_id": parent_id,
+                                   "config_id": config_id})
+    client.set_terminated(parent_id, "FINISHED")
+    return sweep_dir
+
+
+def report(args: argparse.Namespace, tmp: Path) -> Dict[str, Any]:
+    rows = []
+    for n in args.sizes:
+        workdir = tmp / f"report-{n}"
+        workdir.mkdir()
+        t0 = time.perf_counter()
+        sweep_dir = simulate(workdir, n)
+        built = time.perf_counter() - t0
+        run = measure([sys.executable, "-m", "mnist_experiments.commands.report",
+                       str(sweep_dir), "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}",
+                       "--out", str(workdir / "report")], workdir, bench_env(), timeout=3600)
+        _check(run, f"mnist-exp-report ({n} jobs)")
+        with open(workdir / "report" / "summary.csv") as fh:
+            listed = len(list(csv.DictReader(fh)))
+        rows.append({"jobs": n, "listed": listed, "wall": run["wall_s"], "simulate_s": built})
+        log(f"report {n} jobs: {run['wall_s']:.1f} s, {listed} listed (store built in "
+            f"{built:.0f} s)")
+    return {"rows": rows}
+
+
+# ------------------------------------------------------------------------------- render
+def render(results: Dict[str, Any], command: str) -> str:
+    m = results["machine"]
+    out = ["# Sweeps: parallel jobs, pruning, reports at scale", "",
+           f"`{command}` on {m.get('cpu', '?')}, {m.get('cores', '?')} cores, "
+           f"TensorFlow {m.get('tensorflow', '?')}, {results['date']}.", ""]
+    if "parallel" in results:
+        p = results["parallel"]
+        out += [f"## Parallel jobs: {p['jobs']}-job digits sweep, 3 epochs, fully tracked", "",
+                "| pair | launcher | wall s | jobs | threads per job | Σ fit_seconds |",
+                "|---|---|---|---|---|---|"]
+        out += [f"| {r['pair']} | {r['variant']} | {r['wall']:.1f} | {r['jobs']} | "
+                f"{', '.join(r['threads'])} | {r['fit_sum']:.1f} |" for r in p["rows"]]
+        ok = "met" if p["speedup"] >= 1.6 else "NOT met"
+        out += ["", f"Median wall: sequential {p['sequential_s']:.1f} s, joblib "
+                f"{p['parallel_s']:.1f} s: **{p['speedup']:.2f}x** (target >= 1.6x: {ok}).", ""]
+    if "pruning" in results:
+        r = results["pruning"]
+        out += [f"## Pruning: {r['trials']}-trial Optuna search, Fashion-MNIST "
+                f"{r['limit']} images, {r['epochs']} epochs per trial", "",
+                "| pruner | wall s | best objective | complete | pruned | epochs trained |",
+                "|---|---|---|---|---|---|"]
+        for name in ("none", "median"):
+            s = r[name]
+            out.append(f"| {name} | {s['wall']:.1f} | {s['best']:.4f} | {s['complete']} | "
+                       f"{s['pruned']} | {s['epochs_trained']} |")
+        ok = "met" if r["time_ratio"] <= 0.6 and r["best_gap_pp"] <= 0.5 else "NOT met"
+        out += ["", f"Pruned / unpruned wall time **{r['time_ratio']:.2f}**, best objective "
+                f"{r['best_gap_pp']:+.2f} pp behind (target <= 0.60 and <= 0.5 pp: {ok}).", ""]
+    if "report" in results:
+        rows = results["report"]["rows"]
+        out += ["## A sweep's report at scale (`mnist-exp-report`, simulated sweeps)", "",
+                "| jobs | listed in summary.csv | report wall s | s per 1,000 jobs |",
+                "|---|---|---|---|"]
+        out += [f"| {r['jobs']:,} | {r['listed']:,} | {r['wall']:.1f} | "
+                f"{1000 * r['wall'] / r['jobs']:.2f} |" for r in rows]
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: Any = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", choices=["parallel", "pruning", "report", "all"])
+    parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument("--pairs", type=int, default=2)
+    parser.add_argument("--trials", type=int, default=24)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--limit", type=int, default=6000)
+    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
+                        default=[1000, 3000, 10000])
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the Markdown here (and the numbers beside it, .json)")
+    args = parser.parse_args(argv)
+    steps = ["parallel", "pruning", "report"] if args.what == "all" else [args.what]
+    results: Dict[str, Any] = {"machine": machine_info(),
+                               "date": time.strftime("%Y-%m-%d")}
+    with tempfile.TemporaryDirectory(prefix="bench-sweeps-") as tmp:
+        for step in steps:
+            results[step] = globals()[step](args, Path(tmp))
+    text = render(results, "python bench/sweeps.py " + " ".join(sys.argv[1:] if argv is None
+                                                                   else argv))
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+        args.out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
