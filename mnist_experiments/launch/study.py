@@ -176,7 +176,7 @@ _current: Dict[str, Optional[JobTrial]] = {"trial": None}
 
 
 def job_trial() -> Optional[JobTrial]:
-    """The trial of this Hydra job, if it is a job of a pruned Optuna sweep."""
+    """The trial of this Hydra job, if it is a job of an Optuna sweep."""
     return _current["trial"]
 
 
@@ -186,7 +186,9 @@ def open_job_trial(sweep_dir: Optional[Path], job_num: Optional[str]) -> Optiona
     if sweep_dir is None or job_num is None:
         return None
     address = StudyAddress.read(sweep_dir)
-    if address is None or address.pruner == "none":
+    if address is None:
         return None
+    # without a pruner the trial still gets its per-epoch values (NopPruner never prunes):
+    # the study then holds every trial's learning curve, as Optuna's plots expect
     _current["trial"] = JobTrial(address.load(), int(job_num))
     return _current["trial"]

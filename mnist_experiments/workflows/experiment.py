@@ -208,7 +208,7 @@ def _fit_and_test(cfg: DictConfig, dataset: Any, x_train, y_train, x_val, y_val,
         callbacks.append(EveryNEpochs(every, lambda model, epoch: artifacts.log_activation_images(
             activation_maps(model, image), epoch, channels)))
     trial = job_trial() if x_val is not None and not prefix else None
-    if trial is not None:  # a job of a pruned Optuna search (holdout only)
+    if trial is not None:  # a job of an Optuna search (holdout only): report, maybe prune
         callbacks.append(OptunaPruning(trial))
     with BackgroundMetrics(mlflow.active_run().info.run_id) as writer:
         result = fit(cfg, x_train, y_train, x_val, y_val, on_metrics=writer.log,

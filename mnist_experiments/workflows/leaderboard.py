@@ -56,6 +56,10 @@ class Report:
         return next((r for r in self.rows if r["best"]), None)
 
 
+# bars in a figure: a sweep of thousands of jobs draws its best ones (its table has all)
+MAX_BARS = 40
+
+
 def _number(value: Any) -> Optional[float]:
     try:
         value = float(value)
@@ -226,11 +230,17 @@ def build_report(sweep_dir: Optional[Path], uri: str, parent_run_id: str,
     files[0].write_text(markdown)
     files[1].write_text(to_csv(rows))
     best_index = next((i for i, r in enumerate(rows) if r["best"]), None)
-    labels = [f"#{r['job']} {r['overrides'] or 'defaults'}" for r in rows]
+    shown = rows[:MAX_BARS]  # ranked: the best jobs (the table has them all)
+    labels = [f"#{r['job']} {r['overrides'] or 'defaults'}" for r in shown]
     values = [(_number(r["objective"]) if r["status"] == "FINISHED" else float("nan")) or float("nan")
-              for r in rows]
-    figures.save_png(figures.objective_per_job(labels, values, best_index), files[2])
+              for r in shown]
+    title = ("Sweep objective per job" if len(rows) <= MAX_BARS
+             else f"Sweep objective: the best {MAX_BARS} of {len(rows)} jobs")
+    figures.save_png(figures.objective_per_job(labels, values, best_index, title=title),
+                     files[2])
     for key, by_value in _swept_values(rows).items():
+        if len(by_value) > MAX_BARS:  # e.g. a seed per job: bars would say nothing
+            continue
         names = sorted(by_value)
         means = [sum(by_value[v]) / len(by_value[v]) if by_value[v] else float("nan") for v in names]
         finite = [i for i, m in enumerate(means) if math.isfinite(m)]
