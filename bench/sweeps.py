@@ -64,10 +64,7 @@ def parallel(args: argparse.Namespace, tmp: Path) -> Dict[str, Any]:
     seeds = ",".join(str(s) for s in range(1, args.jobs + 1))
     base = ["data=digits", "train.epochs=3", f"seed={seeds}"]
     joblib = [*base, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
-    # the last variant starts the workers when the launcher does, not during the sweep's
-    # start (launch/warmup.py): what starting them early buys
-    variants = {"sequential": (base, {}), "joblib n_jobs=2": (joblib, {}),
-                "joblib, workers not started early": (joblib, {"MNIST_EXP_EARLY_WORKERS": "0"})}
+    variants = {"sequential": (base, {}), "joblib n_jobs=2": (joblib, {})}
     rows = []
     for pair in range(1, args.pairs + 1):
         for index, (name, (overrides, env)) in enumerate(variants.items()):
@@ -83,9 +80,9 @@ def parallel(args: argparse.Namespace, tmp: Path) -> Dict[str, Any]:
     def median(variant: str) -> float:
         return statistics.median(r["wall"] for r in rows if r["variant"] == variant)
 
-    seq, par, late = (median(v) for v in variants)
+    seq, par = (median(v) for v in variants)
     return {"rows": rows, "sequential_s": seq, "parallel_s": par, "speedup": seq / par,
-            "late_workers_s": late, "jobs": args.jobs}
+            "jobs": args.jobs}
 
 
 # ------------------------------------------------------------------------------ pruning
@@ -197,10 +194,7 @@ def render(results: Dict[str, Any], command: str) -> str:
                 f"{', '.join(r['threads'])} | {r['fit_sum']:.1f} |" for r in p["rows"]]
         ok = "met" if p["speedup"] >= 1.6 else "NOT met"
         out += ["", f"Median wall: sequential {p['sequential_s']:.1f} s, joblib "
-                f"{p['parallel_s']:.1f} s: **{p['speedup']:.2f}x** (target >= 1.6x: {ok}). "
-                f"Starting the workers early (launch/warmup.py) saves "
-                f"{p['late_workers_s'] - p['parallel_s']:.1f} s "
-                f"({p['late_workers_s']:.1f} s without it).", ""]
+                f"{p['parallel_s']:.1f} s: **{p['speedup']:.2f}x** (target >= 1.6x: {ok}).", ""]
     if "pruning" in results:
         r = results["pruning"]
         out += [f"## Pruning: {r['trials']}-trial Optuna search, Fashion-MNIST "

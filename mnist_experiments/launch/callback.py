@@ -37,7 +37,6 @@ from mnist_experiments.errors import UserError
 from mnist_experiments.launch import signals
 from mnist_experiments.launch.files import absolute, read_sweep_file, write_job_record
 from mnist_experiments.launch.study import job_trial
-from mnist_experiments.launch.warmup import Warmup
 from mnist_experiments.tracking.preflight import check_store
 from mnist_experiments.tracking.store import StoreCreation, resolve_tracking_uri
 
@@ -102,8 +101,6 @@ class MlflowSweepCallback(Callback):
             # built by a helper process while this one imports MLflow (seconds each)
             uri = resolve_tracking_uri(config.mlflow.tracking_uri, os.getcwd())
             check_store(uri)
-            # meanwhile, a joblib sweep's workers start and import TensorFlow
-            warmup = Warmup.start(config.hydra.launcher)
             creation = StoreCreation.start(uri, str(config.mlflow.experiment_name))
             try:
                 from mnist_experiments.workflows import sweep  # heavy: MLflow
@@ -111,8 +108,6 @@ class MlflowSweepCallback(Callback):
                 self._sweep = sweep.start(config, creation)
             finally:
                 creation.discard()  # (already done unless the start failed)
-            if warmup is not None:
-                warmup.join()
         except Exception as exc:  # noqa: BLE001 - every failure stops the sweep
             sys.stderr.write(sweep_start_failure(exc) + "\n")
             sys.stderr.flush()
