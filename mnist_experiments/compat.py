@@ -172,3 +172,15 @@ def optuna_trial_id(study: Any, number: int) -> int:
     """
     return study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
 
+
+def keras_iterators_per_epoch() -> int:
+    """How many iterators of the training dataset Keras' ``fit`` makes per epoch.
+
+    A reshuffling ``tf.data`` shuffle draws each new iterator's order from one seeded
+    generator, so a resumed fit moves the generator on by the iterators the epochs done
+    made. Keras 3's ``EpochIterator._enumerate_iterator`` (not an API) makes one when an
+    epoch starts and one more when an epoch of known length ends, which the next epoch
+    replaces: epoch ``e`` (``e >= 1``) reads the ``2e``-th order. ``tests/test_resume.py``
+    checks that a resumed fit reads the orders an uninterrupted one reads.
+    """
+    return 2  # on any other Keras too: the resume tests say whether it still holds

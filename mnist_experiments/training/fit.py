@@ -18,6 +18,7 @@ from mnist_experiments.errors import UserError
 from mnist_experiments.models.builder import NUM_CLASSES, build_model
 from mnist_experiments.training.augmentation import augmenter
 from mnist_experiments.training.callbacks import configure
+from mnist_experiments.training.checkpoints import Checkpoints, restore_model
 from mnist_experiments.training.pipeline import make_dataset
 from mnist_experiments.training.schedules import (
     current_learning_rate,
@@ -43,13 +44,13 @@ class EpochLogger(keras.callbacks.Callback):
     """
 
     def __init__(self, epochs: int, on_metrics: Optional[Callable[[Dict[str, float], int], None]] = None,
-                 prefix: str = ""):
+                 prefix: str = "", epoch_seconds: Optional[List[float]] = None):
         super().__init__()
         self.epochs = epochs
         self.on_metrics = on_metrics
         self.prefix = prefix
         self._start = 0.0
-        self.epoch_seconds: List[float] = []
+        self.epoch_seconds: List[float] = epoch_seconds if epoch_seconds is not None else []
 
     def on_epoch_begin(self, epoch, logs=None):
         self._rate = current_learning_rate(self.model.optimizer)
@@ -189,35 +190,53 @@ def fit(
     callbacks: Optional[List[keras.callbacks.Callback]] = None,
     prefix: str = "",
     name: str = "",
+    checkpoints: Optional[Checkpoints] = None,
 ) -> FitResult:
     """Build, compile and train a model on uint8 images; validate after every epoch.
 
     ``x_val=None`` trains without a validation set (a k-fold refit). The callbacks of
     ``cfg.callbacks`` are added (:func:`~mnist_experiments.training.callbacks.configure`;
-    ``name``: their checkpoints' subdirectory, e.g. ``fold-2``).
+    ``name``: their checkpoints' subdirectory, e.g. ``fold-2``). With ``checkpoints``,
+    the whole training state is saved after every epoch, and a fit that has a state
+    there to resume from goes on from it
+    (:mod:`~mnist_experiments.training.checkpoints`).
     """
     batch_size = int(cfg.train.batch_size)
     model = build_and_compile(cfg, steps_per_epoch(len(y_train), batch_size))
+    state = checkpoints.state(name) if checkpoints is not None else None
+    done = 0
+    if state is not None:
+        restore_model(model, state)
+        done = state.epochs_done
+        log.info("%sresuming after epoch %d of %d", prefix, done, int(cfg.train.epochs))
     classes = NUM_CLASSES if one_hot_labels(cfg.train) else 0
     train_ds = make_dataset(x_train, y_train, batch_size, shuffle=True, seed=int(cfg.seed),
-                            shuffle_buffer=cfg.train.shuffle_buffer, one_hot=classes)
+                            shuffle_buffer=cfg.train.shuffle_buffer, one_hot=classes,
+                            epochs_done=done)
     val_ds = None if x_val is None else make_dataset(x_val, y_val, batch_size, one_hot=classes)
     epochs = int(cfg.train.epochs)
-    logger = EpochLogger(epochs, on_metrics, prefix=prefix)
+    logger = EpochLogger(epochs, on_metrics, prefix=prefix,
+                         epoch_seconds=list(state.epoch_seconds) if state else None)
     progress = [TerminalProgress()] if progress_wanted() else []
     # before the logger: its learning_rate (the epoch's first step's) is the one kept
     configured = configure(cfg, validation=x_val is not None, name=name)
+    # last: it saves what the others did this epoch, and restores them after Keras' reset
+    resume = [] if checkpoints is None else [
+        checkpoints.callback(name, configured.callbacks, state, logger.epoch_seconds)]
     start = time.perf_counter()
     history = model.fit(
         train_ds,
         validation_data=val_ds,
         epochs=epochs,
+        initial_epoch=epochs if state is not None and state.stopped else done,
         verbose=0,
         shuffle=False,  # the tf.data pipeline shuffles, seeded
-        callbacks=[*progress, *configured.callbacks, logger, *(callbacks or [])],
+        callbacks=[*progress, *configured.callbacks, logger, *(callbacks or []), *resume],
     )
     fit_seconds = time.perf_counter() - start
-    kept = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    kept = {k: list(v) for k, v in state.history.items()} if state else {}
+    for key, values in history.history.items():
+        kept.setdefault(key, []).extend(float(v) for v in values)
     return FitResult(
         model=model,
         history=kept,

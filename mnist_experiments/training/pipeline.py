@@ -7,6 +7,8 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from mnist_experiments.compat import keras_iterators_per_epoch
+
 # Buffered batches ahead of the model (a background thread fills them).
 PREFETCH_BATCHES = 2
 
@@ -40,6 +42,7 @@ def make_dataset(
     seed: int = 0,
     shuffle_buffer: Optional[int] = None,
     one_hot: int = 0,
+    epochs_done: int = 0,
 ) -> tf.data.Dataset:
     """A batched, prefetched ``tf.data`` pipeline over uint8 images held in memory.
 
@@ -48,12 +51,19 @@ def make_dataset(
     are shuffled (seeded, so every epoch's order is the same from run to run), which
     is far cheaper than shuffling the images themselves. ``one_hot``: labels as one-hot
     vectors of that many classes (for the categorical losses), else class indices.
+
+    ``epochs_done``: a resumed fit's epochs so far. Each new iteration draws the next
+    order from the shuffle's seeded generator, so the iterations Keras made in those
+    epochs (:func:`~mnist_experiments.compat.keras_iterators_per_epoch`) are made
+    first, and the next epoch reads the order it would have read.
     """
     x = tf.constant(images[..., np.newaxis] if images.ndim == 3 else images)
     y = tf.constant(labels)
     ds = tf.data.Dataset.range(len(labels))
     if shuffle:
         ds = ds.shuffle(shuffle_buffer or len(labels), seed=seed, reshuffle_each_iteration=True)
+        for _ in range(epochs_done * keras_iterators_per_epoch()):
+            iter(ds)  # cheap: nothing is read
 
     def gather(index):
         labels = tf.gather(y, index)
