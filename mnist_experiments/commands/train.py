@@ -28,7 +28,7 @@ from mnist_experiments.config.groups import check_group_overrides
 from mnist_experiments.config.identity import config_id
 from mnist_experiments.config.schema import register_configs
 from mnist_experiments.config.validation import validate
-from mnist_experiments.errors import ConfigError, disk_full_error, no_space_left
+from mnist_experiments.errors import ConfigError, UserError, disk_full_error, no_space_left
 from mnist_experiments.launch import numerics, signals
 from mnist_experiments.launch.callback import MlflowSweepCallback
 from mnist_experiments.launch.context import JobContext
@@ -83,8 +83,15 @@ def _job(cfg: DictConfig) -> Optional[float]:
         open_job_trial(Path(context.tags["sweep.dir"]), context.tags.get("sweep.job_num"))
     try:
         validate(cfg)  # a bad value is refused before anything heavy is imported
+        if cfg.get("resume"):  # the run's recorded config, checked against the overrides
+            from mnist_experiments.workflows.resume import prepare
+
+            context.resume = prepare(cfg, context)
+            cfg = context.resume.cfg
+            context.tracking_uri = context.resume.tracking_uri
+            context.experiment_id = context.resume.experiment_id
         numerics.prepare(cfg)  # oneDNN and its ISA: read by TensorFlow when it loads
-    except ConfigError:
+    except UserError:  # (a ConfigError too)
         discard_output_dir()  # a refused config leaves no outputs/runs/<date>
         raise
     # a brand-new SQLite store is built by a helper process while TensorFlow imports

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 # top-level keys that do not change what is trained
-NOT_THE_CONFIGURATION = ("seed", "mlflow", "viz", "hydra")
+NOT_THE_CONFIGURATION = ("seed", "mlflow", "viz", "hydra", "resume")
 
 
 def config_id(cfg: Any) -> str:

@@ -194,6 +194,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     viz: VizConfig = field(default_factory=VizConfig)
+    # mnist-exp resume=<run id>: continue that interrupted run from its last epoch
+    resume: Optional[str] = None
 
 
 def register_configs() -> None:

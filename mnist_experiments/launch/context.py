@@ -59,6 +59,7 @@ class JobContext:
     experiment_id: Optional[str] = None  # ... and experiment (created once, before the jobs)
     sweep_overrides: List[str] = field(default_factory=list)  # the sweep command's overrides
     parallel_jobs: int = 1  # jobs of this sweep running at once here: they share the cores
+    resume: Any = None  # mnist-exp resume=<run>: the run it continues (workflows/resume.py)
 
     @classmethod
     def from_hydra(cls) -> "JobContext":

@@ -40,6 +40,8 @@ SYSTEM_METRICS_SECONDS = 2  # sampling interval of MLflow's system metrics
 
 # the last top-level run this process ended: what a stopped command reports
 last_ended: Optional[Dict[str, str]] = None
+# the runs of this process that have a resume checkpoint (their end says how to resume)
+resumable: set = set()
 
 
 def ensure_experiment(uri: str, name: str) -> str:
@@ -100,6 +102,7 @@ def tracked_run(
     parent_run_id: Optional[str] = None,
     nested: bool = False,
     system_metrics: bool = False,
+    run_id: Optional[str] = None,
 ) -> Iterator[mlflow.ActiveRun]:
     """Start a run and end it FINISHED, FAILED or KILLED (never left RUNNING).
 
@@ -110,10 +113,15 @@ def tracked_run(
     a top-level run ends with one line naming it, its status and where to look at it.
     With ``system_metrics``, MLflow samples CPU, memory, disk and network every
     :data:`SYSTEM_METRICS_SECONDS` into ``system/*`` metrics (it needs ``psutil``).
+    With ``run_id``, that run (ended) continues, RUNNING again, owned by this process.
     """
     if system_metrics:
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_SECONDS)
+    if run_id is not None:
+        with contextlib.suppress(MlflowException):
+            MlflowClient().delete_tag(run_id, END_REASON_TAG)  # why it ended before
     run = mlflow.start_run(
+        run_id=run_id,
         experiment_id=experiment_id,
         run_name=run_name,
         tags={**liveness.owner_tags(), **dict(tags or {})},
@@ -159,6 +167,8 @@ def _end(run: mlflow.ActiveRun, status: str, reason: Optional[str], quiet: bool)
         return
     global last_ended
     where = where_to_look(mlflow.get_tracking_uri(), run.info.experiment_id, run_id)
+    if status != "FINISHED" and run_id in resumable:
+        where = f"Continue it from its last epoch: mnist-exp resume={run_id}. {where}"
     last_ended = {"run_id": run_id, "status": status, "where": where}
     if status != "KILLED":  # a stopped command says it in its own last line
         log.info("run %s %s. %s", run_id, status, where)
@@ -183,14 +193,20 @@ class BackgroundMetrics:
     MLflow's own asynchronous logging (``synchronous=False``) costs about 1 s per run
     at flush and again at ``end_run`` (its worker polls its queue once a second); this
     writer's :meth:`close` returns as soon as the last batch is written.
+
+    ``skip_through``: the last step the run already holds (a resumed run's epochs logged
+    before it stopped); those steps are not logged twice.
     """
-    def __init__(self, run_id: str):
+    def __init__(self, run_id: str, skip_through: int = 0):
         self.run_id = run_id
+        self.skip_through = skip_through
         self.client = MlflowClient()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-metrics")
         self._futures: List[Any] = []
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
+        if step <= self.skip_through:
+            return
         timestamp = int(time.time() * 1000)
         batch = [Metric(key, float(value), timestamp, int(step)) for key, value in metrics.items()]
         self._futures.append(self._pool.submit(self.client.log_batch, self.run_id, metrics=batch))

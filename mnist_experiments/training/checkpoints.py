@@ -175,12 +175,12 @@ class ResumeCheckpoint(keras.callbacks.Callback):
             callbacks.append({n: _plain(getattr(callback, n, None)) for n in names})
             weights = getattr(callback, "best_weights", None)
             if isinstance(callback, keras.callbacks.EarlyStopping) and weights is not None:
-                best[index] = [keras.ops.convert_to_numpy(w) for w in weights]
+                best[index] = [np.asarray(w) for w in weights]
         state = TrainingState(
             epochs_done=epoch + 1, history=self.history, epoch_seconds=self.epoch_seconds,
             stopped=bool(self.model.stop_training),
-            model=[keras.ops.convert_to_numpy(v) for v in self.model.variables],
-            optimizer=[keras.ops.convert_to_numpy(v) for v in self.model.optimizer.variables],
+            model=[v.numpy() for v in self.model.variables],
+            optimizer=[v.numpy() for v in self.model.optimizer.variables],
             callbacks=callbacks, best_weights=best,
             python_random=_python_random_state(), numpy_random=_numpy_random_state())
         self.size = state.save(self.path)

@@ -52,6 +52,19 @@ class EpochLogger(keras.callbacks.Callback):
         self._start = 0.0
         self.epoch_seconds: List[float] = epoch_seconds if epoch_seconds is not None else []
 
+    def replay(self, history: Dict[str, List[float]], epochs: int) -> None:
+        """Hand the first ``epochs`` epochs of a resumed fit's ``history`` to
+        ``on_metrics`` again: a run killed just after a state was saved may not have
+        logged its last epochs (the writer skips those it holds)."""
+        if self.on_metrics is None:
+            return
+        for epoch in range(epochs):
+            metrics = {k: v[epoch] for k, v in history.items()
+                       if (k in EPOCH_METRICS or k == "learning_rate") and len(v) > epoch}
+            if epoch < len(self.epoch_seconds):
+                metrics["epoch_seconds"] = self.epoch_seconds[epoch]
+            self.on_metrics(metrics, epoch + 1)
+
     def on_epoch_begin(self, epoch, logs=None):
         self._rate = current_learning_rate(self.model.optimizer)
         self._start = time.perf_counter()
@@ -88,6 +101,19 @@ class TerminalProgress(keras.callbacks.ProgbarLogger):
     def set_params(self, params):
         super().set_params(params)
         self.verbose = 1  # fit() itself runs with verbose=0
+
+    def replay(self, history: Dict[str, List[float]], epochs: int) -> None:
+        """Hand the first ``epochs`` epochs of a resumed fit's ``history`` to
+        ``on_metrics`` again: a run killed just after a state was saved may not have
+        logged its last epochs (the writer skips those it holds)."""
+        if self.on_metrics is None:
+            return
+        for epoch in range(epochs):
+            metrics = {k: v[epoch] for k, v in history.items()
+                       if (k in EPOCH_METRICS or k == "learning_rate") and len(v) > epoch}
+            if epoch < len(self.epoch_seconds):
+                metrics["epoch_seconds"] = self.epoch_seconds[epoch]
+            self.on_metrics(metrics, epoch + 1)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._reset_progbar()  # no "Epoch 1/5" header: the epoch's log line follows
@@ -217,6 +243,8 @@ def fit(
     epochs = int(cfg.train.epochs)
     logger = EpochLogger(epochs, on_metrics, prefix=prefix,
                          epoch_seconds=list(state.epoch_seconds) if state else None)
+    if state is not None:
+        logger.replay(state.history, done)
     progress = [TerminalProgress()] if progress_wanted() else []
     # before the logger: its learning_rate (the epoch's first step's) is the one kept
     configured = configure(cfg, validation=x_val is not None, name=name)

@@ -16,17 +16,20 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import keras
 import mlflow
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_experiments.config.identity import config_id
 from mnist_experiments.config.validation import validate
 from mnist_experiments.data import load_dataset
+from mnist_experiments.errors import DataError
 from mnist_experiments.data.folds import check_folds, training_pool
-from mnist_experiments.tracking import artifacts, provenance
+from mnist_experiments.tracking import artifacts, provenance, runs
 from mnist_experiments.tracking.datasets import log_datasets
 from mnist_experiments.tracking.models import register
 from mnist_experiments.tracking.notes import NOTE_TAG, run_note
@@ -44,6 +47,7 @@ from mnist_experiments.training.fit import EveryNEpochs, fit
 from mnist_experiments.training.pruning import OptunaPruning
 from mnist_experiments.training.seeding import apply_threads, resolve_threads, seed_everything
 from mnist_experiments.workflows import kfold
+from mnist_experiments.workflows.resume import RunCheckpoints, metric_steps
 from mnist_experiments.launch import numerics
 from mnist_experiments.launch.context import JobContext
 from mnist_experiments.launch.study import job_trial
@@ -128,35 +132,54 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None,
             check_folds(y_pool, cfg.cv)  # before any run exists
         creation.install()
         experiment_id = _open_store(uri, cfg, context)
+    resumption = context.resume
+    if resumption is not None and resumption.fingerprint not in ("", dataset.fingerprint):
+        raise DataError(
+            f"resume={resumption.run_id}: the data at {dataset.source} is not the data the "
+            f"run trained on (sha256 {dataset.fingerprint[:12]}... now, "
+            f"{resumption.fingerprint[:12]}... recorded). Put the run's data back there, "
+            "or start a new run on this data (without resume=).")
     seed_everything(int(cfg.seed), bool(cfg.train.deterministic))
     tags = _run_tags(cfg, context, dataset)
 
     system = cfg.mlflow.get("system_metrics")
     name = run_name_for(cfg, context.overrides, context.sweep_overrides)
-    with tracked_run(experiment_id, name, tags, parent_run_id=context.parent_run_id,
+    start_tags = tags
+    if resumption is not None:  # the same run: its name, params and inputs stay
+        name, system = None, False
+        start_tags = {"resume.count": str(resumption.count), **(
+            {"hydra.output_dir": context.output_dir} if context.output_dir else {})}
+    checkpoints = None
+    with tracked_run(experiment_id, name, start_tags, parent_run_id=context.parent_run_id,
                      system_metrics=context.parent_run_id is None if system is None
-                     else bool(system)) as run:
-        log.info("MLflow run %s in %s", run.info.run_id, uri)
-        container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-        log_params_flat(flatten(container))
-        mlflow.log_dict(container, "config.yaml")
-        mlflow.log_dict({"overrides": context.overrides}, "overrides.yaml")
-        mlflow.log_dict({"source": dataset.source, "fingerprint": dataset.fingerprint,
-                         "shapes": dataset.shapes()}, "data.json")
-        test = (dataset.x_test, dataset.y_test)
-        log_datasets(str(cfg.data.name), dataset.fingerprint, dataset.source,
-                     {"training": (x_pool, y_pool), "test": test} if is_kfold else
-                     {"training": (dataset.x_train, dataset.y_train),
-                      "validation": (dataset.x_val, dataset.y_val), "test": test})
-        if is_kfold:
-            metrics = _kfold(cfg, dataset, x_pool, y_pool, experiment_id, tags)
-        else:
-            metrics = _holdout(cfg, dataset)
+                     else bool(system),
+                     run_id=resumption.run_id if resumption else None) as run:
+        log.info("MLflow run %s in %s%s", run.info.run_id, uri,
+                 f" (resumed, {resumption.count}x)" if resumption else "")
+        checkpoints = _checkpoints(context, run.info.run_id)
+        if resumption is None:
+            _log_inputs(cfg, context, dataset, x_pool if is_kfold else None,
+                        y_pool if is_kfold else None)
+        try:
+            if is_kfold:
+                metrics = _kfold(cfg, dataset, x_pool, y_pool, experiment_id, tags, checkpoints)
+            else:
+                metrics = _holdout(cfg, dataset, checkpoints)
+        finally:
+            if checkpoints is not None:
+                checkpoints.close()
+        if checkpoints is not None:
+            mlflow.log_metric("checkpoint_bytes", checkpoints.total_bytes())
         mlflow.log_metric("total_seconds", time.perf_counter() - started)
         note = run_note(cfg, dataset, metrics, context.overrides, tags["config_id"])
         given = context.tags.get(NOTE_TAG)  # a caller's description (a reproduction's) first
         mlflow.set_tag(NOTE_TAG, f"{given}\n\n{note}" if given else note)
         run_id = run.info.run_id
+    if checkpoints is not None:  # FINISHED: the states are no longer needed
+        checkpoints.remove_all()
+        log.info("resume checkpoints: %s (the last state of each fit), removed now that "
+                 "the run FINISHED",
+                 _size(checkpoints.total_bytes()))
     register_as = cfg.mlflow.get("register_as")
     if register_as and context.parent_run_id is None and cfg.mlflow.log_model:
         # a sweep registers its best job's model instead (see workflows/sweep.py)
@@ -167,6 +190,35 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None,
     log.info("objective (%s) = %.4f",
              "cv_val_accuracy_mean" if is_kfold else "final val_accuracy", objective)
     return Outcome(run_id=run_id, objective=float(objective), metrics=metrics)
+
+
+def _checkpoints(context: JobContext, run_id: str) -> Optional[RunCheckpoints]:
+    """Where the run saves its state each epoch: its Hydra dir (none without one)."""
+    if not context.output_dir:
+        return None
+    runs.resumable.add(run_id)
+    previous = context.resume.previous_dir if context.resume is not None else None
+    return RunCheckpoints(Path(context.output_dir), run_id,
+                          resuming=context.resume is not None, previous_dir=previous)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
+
+
+def _log_inputs(cfg: DictConfig, context: JobContext, dataset: Any, x_pool, y_pool) -> None:
+    """A new run's params, config, overrides and datasets (a resumed run has them)."""
+    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    log_params_flat(flatten(container))
+    mlflow.log_dict(container, "config.yaml")
+    mlflow.log_dict({"overrides": context.overrides}, "overrides.yaml")
+    mlflow.log_dict({"source": dataset.source, "fingerprint": dataset.fingerprint,
+                     "shapes": dataset.shapes()}, "data.json")
+    test = (dataset.x_test, dataset.y_test)
+    log_datasets(str(cfg.data.name), dataset.fingerprint, dataset.source,
+                 {"training": (x_pool, y_pool), "test": test} if x_pool is not None else
+                 {"training": (dataset.x_train, dataset.y_train),
+                  "validation": (dataset.x_val, dataset.y_val), "test": test})
 
 
 def _run_tags(cfg: DictConfig, context: JobContext, dataset: Any) -> Dict[str, str]:
@@ -193,9 +245,12 @@ def _open_store(uri: str, cfg: DictConfig, context: JobContext) -> str:
 
 
 def _fit_and_test(cfg: DictConfig, dataset: Any, x_train, y_train, x_val, y_val,
-                  prefix: str = ""):
+                  prefix: str = "", checkpoints: Optional[RunCheckpoints] = None,
+                  name: str = ""):
     """Fit, evaluate on the test set, then record: metrics and every run artifact.
 
+    With ``checkpoints``, the fit saves its state each epoch (as ``name``), and a
+    resumed run's fit goes on from it, logging only the epochs not logged before.
     Returns the test metrics and the fit's result.
     """
     names = list(dataset.class_names)
@@ -210,9 +265,11 @@ def _fit_and_test(cfg: DictConfig, dataset: Any, x_train, y_train, x_val, y_val,
     trial = job_trial() if x_val is not None and not prefix else None
     if trial is not None:  # a job of an Optuna search (holdout only): report, maybe prune
         callbacks.append(OptunaPruning(trial))
-    with BackgroundMetrics(mlflow.active_run().info.run_id) as writer:
+    run_id = mlflow.active_run().info.run_id
+    logged = metric_steps(MlflowClient(), run_id) if checkpoints and checkpoints.resuming else 0
+    with BackgroundMetrics(run_id, skip_through=logged) as writer:
         result = fit(cfg, x_train, y_train, x_val, y_val, on_metrics=writer.log,
-                     callbacks=callbacks, prefix=prefix)
+                     callbacks=callbacks, prefix=prefix, checkpoints=checkpoints, name=name)
     if trial is not None and trial.pruned_at is not None:
         mlflow.set_tags({"pruned": "true", "pruned_at_epoch": str(trial.pruned_at)})
     evaluation = evaluate(result.model, dataset.x_test, dataset.y_test, names,
@@ -235,9 +292,10 @@ def _fit_and_test(cfg: DictConfig, dataset: Any, x_train, y_train, x_val, y_val,
     return evaluation.metrics, result
 
 
-def _holdout(cfg: DictConfig, dataset: Any) -> Dict[str, float]:
+def _holdout(cfg: DictConfig, dataset: Any,
+             checkpoints: Optional[RunCheckpoints]) -> Dict[str, float]:
     metrics, result = _fit_and_test(cfg, dataset, dataset.x_train, dataset.y_train,
-                                    dataset.x_val, dataset.y_val)
+                                    dataset.x_val, dataset.y_val, checkpoints=checkpoints)
     # the validation accuracy of the weights kept (early stopping may restore the best)
     metrics["objective"] = result.at_kept_epoch("val_accuracy")
     mlflow.log_metric("objective", metrics["objective"])
@@ -245,17 +303,19 @@ def _holdout(cfg: DictConfig, dataset: Any) -> Dict[str, float]:
 
 
 def _kfold(cfg: DictConfig, dataset: Any, x_pool, y_pool, experiment_id: str,
-           tags: Dict[str, str]) -> Dict[str, float]:
+           tags: Dict[str, str], checkpoints: Optional[RunCheckpoints]) -> Dict[str, float]:
     """Folds as child runs; their summary, plots and (with refit) the final model here."""
     names = list(dataset.class_names)
     child_tags = {k: v for k, v in tags.items() if k != "hydra.output_dir"}
-    folds = kfold.run_folds(cfg, x_pool, y_pool, names, experiment_id, child_tags)
+    folds = kfold.run_folds(cfg, x_pool, y_pool, names, experiment_id, child_tags,
+                            checkpoints)
     metrics = kfold.log_summary(cfg, folds)
     if cfg.cv.refit:
         keras.backend.clear_session()
         seed_everything(int(cfg.seed), bool(cfg.train.deterministic))
         log.info("refit on all %d training images", len(y_pool))
-        test_metrics, _ = _fit_and_test(cfg, dataset, x_pool, y_pool, None, None, prefix="refit ")
+        test_metrics, _ = _fit_and_test(cfg, dataset, x_pool, y_pool, None, None,
+                                        prefix="refit ", checkpoints=checkpoints, name="refit")
         metrics.update(test_metrics)
     elif artifacts.wanted(cfg.viz, "activations"):
         kfold.log_last_fold_activations(cfg, folds, x_pool, y_pool, names)

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import keras
 import mlflow
 import numpy as np
+from mlflow.tracking import MlflowClient
 
 from mnist_experiments import figures
 from mnist_experiments.data.folds import fold_indices
 from mnist_experiments.tracking import artifacts
 from mnist_experiments.tracking.datasets import log_datasets
 from mnist_experiments.tracking.runs import BackgroundMetrics, tracked_run
+from mnist_experiments.tracking.search import search_all_runs
 from mnist_experiments.training.evaluation import (
     ActivationMaps,
     activation_maps,
@@ -31,6 +33,7 @@ from mnist_experiments.training.evaluation import (
 )
 from mnist_experiments.training.fit import fit
 from mnist_experiments.training.seeding import seed_everything
+from mnist_experiments.workflows.resume import metric_steps
 
 log = logging.getLogger(__name__)
 
@@ -70,28 +73,55 @@ def summarize(results: List[FoldResult]) -> Dict[str, float]:
 
 
 def run_folds(cfg: Any, x: np.ndarray, y: np.ndarray, class_names: List[str],
-              experiment_id: str, parent_tags: Dict[str, str]) -> FoldsOutcome:
-    """Train one model per fold, each in a child run nested under the active run."""
+              experiment_id: str, parent_tags: Dict[str, str],
+              checkpoints: Optional[Any] = None) -> FoldsOutcome:
+    """Train one model per fold, each in a child run nested under the active run.
+
+    With ``checkpoints`` (:class:`~mnist_experiments.workflows.resume.RunCheckpoints`),
+    each fold saves its state every epoch (``fold-2/``). A resumed run's folds that
+    FINISHED are rebuilt from their last states without training; the fold that was
+    interrupted continues in its own run.
+    """
     splits = fold_indices(y, cfg.cv, int(cfg.seed))
     k = len(splits)
+    client = MlflowClient()
+    resuming = checkpoints is not None and checkpoints.resuming
+    before = fold_runs(client, mlflow.active_run().info.run_id) if resuming else {}
     results: List[FoldResult] = []
     for fold, (train_idx, val_idx) in enumerate(splits, start=1):
         keras.backend.clear_session()  # keeps memory and time flat across folds
         seed_everything(int(cfg.seed), bool(cfg.train.deterministic))
         prefix = f"fold {fold}/{k} "
+        name = f"fold-{fold}"
+        earlier = before.get(fold)
+        if earlier is not None and earlier.info.status == "FINISHED":
+            log.info("%s: finished before the run was interrupted", prefix.strip())
+            result = fit(cfg, x[train_idx], y[train_idx], x[val_idx], y[val_idx],
+                         prefix=prefix, checkpoints=checkpoints, name=name)
+            evaluation = evaluate(result.model, x[val_idx], y[val_idx], class_names,
+                                  prefix="final_val_")
+            results.append(FoldResult(fold, earlier.info.run_id, result.history,
+                                      evaluation.metrics, result.kept_epoch))
+            last_model = result.model
+            continue
         log.info("%s: %d training, %d validation images", prefix.strip(), len(train_idx),
                  len(val_idx))
-        tags = {**parent_tags, "fold": str(fold), "folds": str(k)}
-        with tracked_run(experiment_id, f"fold-{fold}", tags, nested=True) as run:
-            mlflow.log_params({"fold": fold, "folds": k, "train_size": len(train_idx),
-                               "val_size": len(val_idx)})
-            log_datasets(f"{cfg.data.name}-fold-{fold}", parent_tags.get("data.fingerprint", ""),
-                         parent_tags.get("data.source", ""),
-                         {"training": (x[train_idx], y[train_idx]),
-                          "validation": (x[val_idx], y[val_idx])})
-            with BackgroundMetrics(run.info.run_id) as writer:
+        tags = {} if earlier else {**parent_tags, "fold": str(fold), "folds": str(k)}
+        with tracked_run(experiment_id, None if earlier else name, tags, nested=True,
+                         run_id=earlier.info.run_id if earlier else None) as run:
+            if earlier is None:
+                mlflow.log_params({"fold": fold, "folds": k, "train_size": len(train_idx),
+                                   "val_size": len(val_idx)})
+                log_datasets(f"{cfg.data.name}-fold-{fold}",
+                             parent_tags.get("data.fingerprint", ""),
+                             parent_tags.get("data.source", ""),
+                             {"training": (x[train_idx], y[train_idx]),
+                              "validation": (x[val_idx], y[val_idx])})
+            logged = metric_steps(client, run.info.run_id) if earlier else 0
+            with BackgroundMetrics(run.info.run_id, skip_through=logged) as writer:
                 result = fit(cfg, x[train_idx], y[train_idx], x[val_idx], y[val_idx],
-                             on_metrics=writer.log, prefix=prefix, name=f"fold-{fold}")
+                             on_metrics=writer.log, prefix=prefix, name=name,
+                             checkpoints=checkpoints)
             artifacts.log_fit_outcome(result)
             evaluation = evaluate(result.model, x[val_idx], y[val_idx], class_names,
                                   prefix="final_val_")
@@ -108,6 +138,18 @@ def run_folds(cfg: Any, x: np.ndarray, y: np.ndarray, class_names: List[str],
             last_model = result.model
         log.info("%sfinal val_accuracy=%.4f", prefix, results[-1].final("val_accuracy"))
     return FoldsOutcome(results, last_model, splits[-1][1])
+
+
+def fold_runs(client: MlflowClient, parent_run_id: str) -> Dict[int, Any]:
+    """The fold runs of a k-fold run, by fold number."""
+    parent = client.get_run(parent_run_id)
+    query = f"tags.mlflow.parentRunId = '{parent_run_id}'"
+    found: Dict[int, Any] = {}
+    for run in search_all_runs(client, [parent.info.experiment_id], query):
+        fold = run.data.tags.get("fold")
+        if fold and fold.isdigit():
+            found[int(fold)] = run
+    return found
 
 
 def log_summary(cfg: Any, folds: FoldsOutcome) -> Dict[str, float]:
