@@ -228,8 +228,11 @@ class RunCheckpoints(Checkpoints):
         """After the run FINISHED: the states here, in the last attempt's Hydra dir and
         in MLflow."""
         self.remove()
-        if self.previous_root is not None and self.previous_root != self.root:
-            shutil.rmtree(self.previous_root, ignore_errors=True)
+        previous = self.previous_root
+        if previous is not None and previous != self.root:
+            shutil.rmtree(previous, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                previous.parent.rmdir()  # checkpoints/, unless a callback's files are there
         try:
             artifact_uri = self.client.get_run(self.run_id).info.artifact_uri
             repository = get_artifact_repository(artifact_uri)
