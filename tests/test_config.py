@@ -23,7 +23,7 @@ def test_public_options_exist():
     assert options("model") == ["bn_cnn", "lenet5", "seed_cnn", "seed_tiny"]
     assert {"adam", "adamw", "rmsprop", "sgd"} <= set(options("optimizer"))
     assert {"holdout"} <= set(options("cv"))
-    assert {"seed_notebook", "seed_tiny"} <= set(options("experiment"))
+    assert {"seed_notebook", "seed_tiny", "best_cnn"} <= set(options("experiment"))
 
 
 @pytest.mark.parametrize("group", ["data", "model", "optimizer", "cv", "experiment", "debug", "viz"])
@@ -225,3 +225,17 @@ def test_range_rules_come_from_the_schema(overrides, named):
         validate(compose_cfg(*overrides))
     assert named in str(exc.value)
     assert "Try " in str(exc.value) or "one of" in str(exc.value)
+
+
+def test_the_best_cnn_preset_builds_the_batch_normalised_cnn_with_its_schedule():
+    import keras
+
+    from mnist_experiments.models.builder import build_model
+
+    cfg = validate(compose_cfg("experiment=best_cnn"))
+    assert (cfg.model.name, cfg.optimizer._target_, cfg.schedule.name) == (
+        "bn_cnn", "keras.optimizers.Adam", "cosine")
+    assert list(cfg.callbacks) == ["early_stopping"]
+    assert cfg.callbacks.early_stopping.restore_best_weights is True
+    model = build_model(cfg.model)
+    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
