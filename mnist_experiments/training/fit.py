@@ -102,19 +102,6 @@ class TerminalProgress(keras.callbacks.ProgbarLogger):
         super().set_params(params)
         self.verbose = 1  # fit() itself runs with verbose=0
 
-    def replay(self, history: Dict[str, List[float]], epochs: int) -> None:
-        """Hand the first ``epochs`` epochs of a resumed fit's ``history`` to
-        ``on_metrics`` again: a run killed just after a state was saved may not have
-        logged its last epochs (the writer skips those it holds)."""
-        if self.on_metrics is None:
-            return
-        for epoch in range(epochs):
-            metrics = {k: v[epoch] for k, v in history.items()
-                       if (k in EPOCH_METRICS or k == "learning_rate") and len(v) > epoch}
-            if epoch < len(self.epoch_seconds):
-                metrics["epoch_seconds"] = self.epoch_seconds[epoch]
-            self.on_metrics(metrics, epoch + 1)
-
     def on_epoch_begin(self, epoch, logs=None):
         self._reset_progbar()  # no "Epoch 1/5" header: the epoch's log line follows
         self._maybe_init_progbar()

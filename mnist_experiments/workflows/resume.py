@@ -201,18 +201,11 @@ class RunCheckpoints(Checkpoints):
                     self.run_id)
 
     def _upload(self, path: Path, relative: str) -> None:
-        # a copy, so that the next epoch's state can replace the file meanwhile
-        spool = Path(tempfile.mkdtemp(prefix="mnist-exp-state-"))
-        copy = spool / path.name
-        shutil.copyfile(path, copy)
+        # (a state saved meanwhile replaces the file atomically: an upload reading it
+        # sends one whole state, this one or the newer)
         where = ARTIFACT_DIR if relative in ("", ".") else f"{ARTIFACT_DIR}/{relative}"
-        def send() -> None:
-            try:
-                self.client.log_artifact(self.run_id, str(copy), where)
-            finally:
-                shutil.rmtree(spool, ignore_errors=True)
-
-        self._latest[where] = self._pool.submit(send)  # (the last one per path is checked)
+        self._latest[where] = self._pool.submit(  # (the last one per path is checked)
+            self.client.log_artifact, self.run_id, str(path), where)
 
     def close(self) -> None:
         """Wait for the uploads; a failed one is logged (the local state is kept)."""
