@@ -12,6 +12,7 @@ import pytest
 from hydra import compose, initialize_config_module
 
 import mnist_experiments.commands.train  # noqa: F401  (registers the structured-config schemas)
+from needs import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,25 +97,19 @@ def trained_run(tmp_path_factory):
 # ---------------------------------------------------------------------------
 
 
-def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason + " -- CI must install it")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def chromium_exe():
     """Session-scoped so that a missing browser is reported before any training starts."""
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        _skip_or_fail("no `playwright` package: the MLflow UI browser tests need it "
+        skip_or_fail("no `playwright` package: the MLflow UI browser tests need it "
                       "(pip install -e '.[test]')")
     from ui_helpers import find_chromium
 
     exe = find_chromium()
     if exe is None:
-        _skip_or_fail("no Chromium on PATH: the MLflow UI browser tests need Debian's "
+        skip_or_fail("no Chromium on PATH: the MLflow UI browser tests need Debian's "
                       "`chromium` (apt-get install chromium)")
     return exe
 
