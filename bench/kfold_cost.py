@@ -27,7 +27,7 @@ from typing import Any, Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmark import (  # noqa: E402
+from harness import (  # noqa: E402
     DEFAULT_DATA,
     _check,
     bench_env,

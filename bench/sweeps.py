@@ -36,7 +36,7 @@ from typing import Any, Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmark import DEFAULT_DATA, _check, bench_env, machine_info, measure  # noqa: E402
+from harness import DEFAULT_DATA, _check, bench_env, machine_info, measure  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 
