@@ -184,3 +184,20 @@ def keras_iterators_per_epoch() -> int:
     checks that a resumed fit reads the orders an uninterrupted one reads.
     """
     return 2  # on any other Keras too: the resume tests say whether it still holds
+
+
+def local_dataset_source(path: str) -> Any:
+    """MLflow's dataset source for a local file or directory, without its warning.
+
+    MLflow 3 registers ``LocalArtifactDatasetSource`` twice (for the scheme ``file`` and
+    for none), so resolving any local path warns "can be interpreted in multiple ways:
+    LocalArtifactDatasetSource, LocalArtifactDatasetSource" on every run; both mean the
+    same source, so the warning says nothing to a user."""
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The specified dataset source can be "
+                                "interpreted in multiple ways", category=UserWarning)
+        return resolve_dataset_source(path)

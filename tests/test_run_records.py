@@ -60,3 +60,29 @@ def test_the_experiment_is_tagged_for_model_training_and_links_open_that_view(tr
     link = (f"#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
             "?workflowType=machine_learning")
     assert f"then open http://127.0.0.1:5000/{link}" in trained_run["result"].stdout
+
+
+def test_a_local_data_source_is_logged_without_mlflows_ambiguity_warning(tmp_path):
+    """MLflow registers its local-file dataset source twice and warns "can be interpreted
+    in multiple ways" for every local path: that warning reached every run on IDX or npz
+    data and meant nothing to a user."""
+    import warnings
+
+    import mlflow
+    import numpy as np
+
+    from mnist_experiments.tracking.datasets import log_datasets
+
+    data = tmp_path / "data.npz"
+    images, labels = np.zeros((4, 28, 28), np.float32), np.arange(4)
+    np.savez(data, x_train=images, y_train=labels)
+    mlflow.set_tracking_uri(store_uri(tmp_path))
+    try:
+        with mlflow.start_run() as run, warnings.catch_warnings():
+            warnings.simplefilter("error")
+            log_datasets("npz", "ab" * 32, f"npz:{data}", {"training": (images, labels)})
+    finally:
+        mlflow.set_tracking_uri(None)
+    (logged,) = mlflow.MlflowClient(store_uri(tmp_path)).get_run(
+        run.info.run_id).inputs.dataset_inputs
+    assert str(data) in logged.dataset.source

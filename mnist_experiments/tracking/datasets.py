@@ -19,13 +19,15 @@ import mlflow
 import numpy as np
 from mlflow.data.code_dataset_source import CodeDatasetSource
 
+from mnist_experiments.compat import local_dataset_source
+
 DIGEST_CHARS = 36  # MLflow's datasets.digest column
 
 
 def _source(source: str):
     kind, _, where = source.partition(":")
     if kind in ("idx", "npz") and where and Path(where).exists():
-        return where  # MLflow makes it a local artifact source
+        return local_dataset_source(where)
     return CodeDatasetSource(tags={"loader": source})
 
 
