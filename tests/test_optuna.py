@@ -56,6 +56,10 @@ def test_an_interrupted_search_resumes_to_its_total_number_of_trials(tmp_path):
     assert not [r for r in runs if r.info.status == "RUNNING"]
     (parent,) = [r for r in runs if r.data.tags.get("sweep") == "true"]  # the same parent
     assert parent.info.status == "FINISHED" and parent.data.tags["sweep.resumed"] == "1"
+    # the resumed search drew new settings, not the first trials' again (a sampler
+    # seeded as at the start repeats its first draws)
+    settings = [tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False)]
+    assert len(set(settings)) == len(settings), settings
     # job numbers are trial numbers: none collides, every trial has its own job dir
     numbers = [t.number for t in study.get_trials(deepcopy=False)]
     assert sorted(int(p.name) for p in sweep_dir.iterdir() if p.name.isdigit()) == numbers

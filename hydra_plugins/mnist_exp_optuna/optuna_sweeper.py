@@ -106,7 +106,8 @@ class OptunaSweeper(Sweeper):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(
             study_name=address.study_name, storage=address.storage, load_if_exists=True,
-            sampler=studies.make_sampler(self.sampler, self.seed),
+            sampler=studies.make_sampler(self.sampler, self.seed, studies.trials_in_storage(
+                address.storage, address.study_name)),
             pruner=studies.make_pruner(address.pruner), direction=self.direction)
         address.write(sweep_dir)
         for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

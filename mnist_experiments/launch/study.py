@@ -96,15 +96,32 @@ def make_pruner(name: str) -> Any:
                     f"{', '.join(PRUNERS)}.")
 
 
-def make_sampler(name: str, seed: Optional[int]) -> Any:
+def make_sampler(name: str, seed: Optional[int], trials_before: int = 0) -> Any:
+    """The study's sampler. A resumed study (``trials_before`` trials in its storage)
+    seeds it with ``seed + trials_before``: a sampler seeded as at the start draws the
+    first trials' settings again (TPE's first trials are random draws), so a resumed
+    search would repeat the trials it already has."""
     import optuna
 
+    if seed is not None:
+        seed = int(seed) + trials_before
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise UserError(f"hydra.sweeper.sampler={name} is not a sampler: choose one of "
                     f"{', '.join(SAMPLERS)}.")
+
+
+def trials_in_storage(storage: str, study_name: str) -> int:
+    """How many trials (of any state) study ``study_name`` holds; 0 if it does not exist."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        return 0
+    return len(study.get_trials(deepcopy=False))
 
 
 def default_storage(tracking_uri: Optional[str], launch_dir: str) -> str:
