@@ -198,8 +198,12 @@ def account(report: Optional[Report], info: Dict[str, str]) -> str:
     for row in (report.rows if report is not None else []):
         counts[str(row.get("status"))] = counts.get(str(row.get("status")), 0) + 1
     jobs = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no job ran"
-    return (f"sweep parent run {info['parent_run_id']} is {info.get('status', '?')} "
+    line = (f"sweep parent run {info['parent_run_id']} is {info.get('status', '?')} "
             f"({jobs}); see {Path(info['sweep_dir']) / 'summary.md'}")
+    if info.get("status") == "KILLED":  # what to type next: the sweep resumes in its dir
+        line += (". Continue it: run the same command again with "
+                 f"hydra.sweep.dir={info['sweep_dir']}")
+    return line
 
 
 def describe_failures(report: Any, sweep_dir: str) -> Optional[str]:
