@@ -94,6 +94,7 @@ def test_a_slurm_sweep_survives_scancel_of_a_job_and_resumes(slurm, tmp_path):
             launcher.kill()
     # the sweep waited for job 0, then ended with job 1 listed as killed: exit non-zero
     assert launcher.returncode == 1, output[-4000:]
+    assert "mnist-exp: a job of the sweep was stopped by SIGTERM; its run ended KILLED" in output
     parent, children = sweep_runs(uri)
     by_job = {c.data.tags["sweep.job_num"]: c for c in children}
     assert by_job["1"].info.run_id == victim.info.run_id
