@@ -121,3 +121,22 @@ def page(chromium_exe):
 
     with mlflow_page(chromium_exe, width=UI_WIDTH, height=UI_HEIGHT, env=cli_env()) as p:
         yield p
+
+
+# ---------------------------------------------------------------------------
+# tests/integration/: real servers and clusters started on this machine
+# ---------------------------------------------------------------------------
+# (here, not in a tests/integration/conftest.py: every conftest.py outside a package is
+# imported as module ``conftest`` and pytest drops the previous one from sys.modules,
+# so a second one made ``from conftest import compose_cfg`` fail in every test module)
+INTEGRATION = Path(__file__).resolve().parent / "integration"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/integration/ is marked ``integration`` and ``slow``, so the
+    fast subset (``pytest -m "not slow"``) skips it and ``pytest -m integration`` runs
+    only it. Those tests need system packages and extras that ``.ci/run`` installs."""
+    for item in items:
+        if INTEGRATION in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.integration)
+            item.add_marker(pytest.mark.slow)

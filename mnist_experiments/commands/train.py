@@ -51,7 +51,12 @@ def app(cfg: DictConfig) -> Optional[float]:
     """Train and evaluate the configured model; return the objective for sweepers."""
     # a launcher's worker process runs jobs without main(): it handles signals here
     with signals.handled():
-        return _job(cfg)
+        try:
+            return _job(cfg)
+        except KeyboardInterrupt as exc:  # the job's runs have ended KILLED
+            if signals.detached_worker():  # scancel of a SLURM job: the sweep goes on
+                raise signals.JobStopped(signals.signal_of(exc)) from None
+            raise
 
 
 def _exit_without_teardown() -> None:

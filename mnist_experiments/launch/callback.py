@@ -166,6 +166,8 @@ class MlflowSweepCallback(Callback):
         value = job_return_value(job_return)
         if status == "COMPLETED":
             record["objective"] = value
+        elif isinstance(value, signals.JobStopped):  # scancel, a time limit: not a failure
+            record["status"], record["error"] = "KILLED", str(value)
         else:
             record["error"] = f"{type(value).__name__}: {value}" if value is not None else status
         write_job_record(Path(hc.runtime.output_dir), record)

@@ -7,6 +7,7 @@ imported; reproduce and grade build one for the runs they start.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -29,21 +30,71 @@ def job_sweep_info() -> Optional[Dict[str, Any]]:
     return {**info, "job_num": str(hc.job.num), "job_overrides": list(hc.overrides.task)}
 
 
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _ray_jobs_at_once() -> Optional[int]:
+    """Inside a Ray task: how many tasks of its CPU size this node's Ray CPUs hold at
+    once (Ray schedules by its own CPU count, which ``ray start --num-cpus`` may set
+    apart from the cores); None outside Ray or when the task asked for no CPU."""
+    ray = sys.modules.get("ray")  # imported by the Ray worker already; never here
+    if ray is None or not ray.is_initialized():
+        return None
+    context = ray.get_runtime_context()
+    assigned = float(context.get_assigned_resources().get("CPU") or 0)
+    node = next((n for n in ray.nodes() if n.get("NodeID") == context.get_node_id()), {})
+    node_cpus = float(node.get("Resources", {}).get("CPU") or 0)
+    if assigned <= 0 or node_cpus <= 0:
+        return None
+    return max(1, int(node_cpus // assigned))
+
+
+def _slurm_jobs_at_once() -> Optional[int]:
+    """Inside a SLURM job: how many jobs of its ``--cpus-per-task`` the cores it sees
+    hold (1 when SLURM binds it to its CPUs: task/affinity or task/cgroup)."""
+    per_task = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if not per_task.isdigit() or int(per_task) < 1:
+        return None
+    return max(1, _cores() // int(per_task))
+
+
 def parallel_jobs(hc: Any, sweep: Optional[Dict[str, Any]]) -> int:
-    """How many jobs of this sweep run at once on this machine: a joblib launcher's
-    ``n_jobs`` (negative: joblib's count from the cores), capped by the sweep's planned
-    jobs and an Optuna sweeper's ``n_jobs``; 1 for any other launcher."""
+    """How many jobs of this sweep run at once on this machine, sharing its cores: a
+    joblib launcher's ``n_jobs`` (negative: joblib's count from the cores); under Ray,
+    the tasks of this job's CPUs (``hydra.launcher.ray.remote.num_cpus``, 1 by default)
+    that this node's Ray CPUs hold; under SLURM, the jobs of its ``cpus_per_task`` that
+    the cores it may use hold. Capped by the sweep's planned jobs and an Optuna
+    sweeper's ``n_jobs``; 1 for any other launcher."""
     launcher = hc.launcher
-    if not str(launcher.get("_target_", "")).endswith("JoblibLauncher"):
+    target = str(launcher.get("_target_", ""))
+    if target.endswith("JoblibLauncher"):
+        n = int(launcher.get("n_jobs") or 1)
+        if n < 0:  # joblib: -1 is every core, -2 all but one, ...
+            n = max(1, (os.cpu_count() or 1) + 1 + n)
+    elif target.endswith("RayLauncher"):
+        n = _ray_jobs_at_once() or 1
+    elif target.endswith("SlurmLauncher"):
+        n = _slurm_jobs_at_once() or 1
+    else:
         return 1
-    n = int(launcher.get("n_jobs") or 1)
-    if n < 0:  # joblib: -1 is every core, -2 all but one, ...
-        n = max(1, (os.cpu_count() or 1) + 1 + n)
     caps = [(sweep or {}).get("planned_jobs"), hc.sweeper.get("n_jobs")]
     for cap in caps:
         if isinstance(cap, int) and cap > 0:
             n = min(n, cap)
     return max(1, n)
+
+
+def slurm_job_id() -> Optional[str]:
+    """This process's SLURM job as ``squeue`` and ``scancel`` name it (``<array>_<task>``
+    for a job array's task, as Submitit submits a sweep), or None outside SLURM."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
 
 
 @dataclass
@@ -80,6 +131,9 @@ class JobContext:
             context.parallel_jobs = parallel_jobs(hc, sweep)
             context.tags.update({"sweep.job_num": sweep["job_num"],
                                  "sweep.dir": sweep["sweep_dir"]})
+            slurm_job = slurm_job_id()
+            if slurm_job:  # its log files, and what scancel takes
+                context.tags["slurm.job_id"] = slurm_job
         return context
 
     def start_store_creation(self, cfg: Any) -> StoreCreation:

@@ -50,6 +50,10 @@ def describe(exc: BaseException) -> Optional[str]:
     signals.raise_interruption(exc)
     if isinstance(exc, UserError):
         return str(exc).strip()
+    if isinstance(exc, signals.JobStopped):  # a SLURM job's scancel, a Ray worker's end
+        return (f"a job of the sweep was {exc}, and the other jobs ran to their end. "
+                "Run the same command again with hydra.sweep.dir=<this sweep's dir> to run "
+                "the stopped job (and only it) again.")
     if isinstance(exc, MissingConfigException):
         return _missing_option(exc)
     if isinstance(exc, OverrideParseException):

@@ -45,6 +45,21 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
+class JobStopped(Exception):
+    """A sweep job stopped by a signal in a process that no launcher of ours waits on
+    (a SLURM job after ``scancel`` or its time limit, a Ray worker): its runs have
+    ended KILLED. An ``Exception``, unlike :class:`Interrupted`, so that Hydra returns
+    the job as failed and the launcher (Submitit, Ray) gets a result for it and goes on
+    waiting for the other jobs, instead of the whole sweep failing at once."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(int(signum))
+        self.signum = int(signum)
+
+    def __str__(self) -> str:
+        return f"stopped by {signal.Signals(self.signum).name}; its run ended KILLED"
+
+
 _state = threading.local()
 received: List[int] = []  # every signal this process received, in order
 
@@ -96,13 +111,29 @@ def _stopping_dir(launcher_only: bool) -> Optional[Path]:
     return Path(directory)
 
 
+def _launcher_pid() -> Optional[int]:
+    owner = os.environ.get(STOPPING_ENV, "").partition(":")[0]
+    return int(owner) if owner.isdigit() else None
+
+
+def detached_worker() -> bool:
+    """Whether this process runs a sweep's jobs for a launcher that is not its parent:
+    a SLURM job (its parent is slurmstepd, the launcher waits on files) or a Ray worker
+    (its parent is the raylet). Such a process reports a signal as :class:`JobStopped`;
+    a launcher's own worker (joblib's) parks instead, see :func:`_park`."""
+    owner = _launcher_pid()
+    return owner is not None and owner not in (os.getpid(), os.getppid())
+
+
 def _park() -> None:
     """In a worker whose runs ended after a passed-on signal: say so, then wait (bounded)
-    for the launcher to stop this process."""
+    for the launcher to stop this process. Only a child of the launcher parks: a
+    detached worker (:func:`detached_worker`) was not stopped by the launcher, which
+    would never stop it either."""
     import time
 
     directory = _stopping_dir(launcher_only=False)
-    if directory is None or not directory.is_dir():
+    if directory is None or not directory.is_dir() or _launcher_pid() != os.getppid():
         return
     with contextlib.suppress(OSError):
         (directory / str(os.getpid())).touch()

@@ -18,6 +18,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import mlflow
 import numpy as np
 from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.exceptions import MlflowException
 
 from mnist_experiments.compat import local_dataset_source
 
@@ -44,6 +45,20 @@ def log_datasets(name: str, fingerprint: str, source: str,
         dataset = mlflow.data.from_numpy(images, targets=labels, source=_source(source),
                                          name=f"{name}-{context}",
                                          digest=fingerprint[:DIGEST_CHARS])
-        mlflow.log_input(dataset, context=context)
+        _log_input(dataset, context)
         logged[context] = dataset
     return logged
+
+
+def _log_input(dataset: Any, context: str) -> None:
+    """``mlflow.log_input``, once more if another run logged the same dataset at the same
+    moment: MLflow's SQL store looks the dataset up, then inserts it, so of two jobs that
+    start together (a SLURM job array's tasks) one hit "UNIQUE constraint failed:
+    datasets.experiment_id, datasets.name, datasets.digest" and failed. The second try
+    finds the dataset the other run inserted."""
+    try:
+        mlflow.log_input(dataset, context=context)
+    except MlflowException as exc:
+        if "unique constraint" not in str(exc).lower():
+            raise
+        mlflow.log_input(dataset, context=context)

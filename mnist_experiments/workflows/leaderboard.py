@@ -126,8 +126,8 @@ def collect_rows(sweep_dir: Optional[Path], uri: str, parent_run_id: str) -> Lis
             if record.get("pruned") and record["status"] == "FINISHED":
                 row["status"] = "PRUNED"
                 row.setdefault("objective", record.get("objective"))
-            elif record["status"] != "FINISHED":
-                row["status"] = "FAILED"
+            elif record["status"] != "FINISHED":  # KILLED: stopped by a signal
+                row["status"] = "KILLED" if record["status"] == "KILLED" else "FAILED"
                 row["error"] = (record.get("error") or "").splitlines()[0][:300] if record.get("error") else ""
             else:
                 row.setdefault("status", "FINISHED")
