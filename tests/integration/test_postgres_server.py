@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import csv
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -141,31 +143,51 @@ def test_a_parallel_sweep_logs_everything_over_http(team, sweep):
     assert {"summary/summary.csv", "summary/summary.md"} <= {f["path"] for f in logged["files"]}
 
 
-def test_reproduce_and_grade_against_the_server(team, sweep):
+@pytest.fixture(scope="module")
+def commands(team, sweep):
+    """The other commands against the same server, all at once (as a team would):
+    reproduce one job, grade the best, evaluate the best's model, report the sweep and
+    register its best model."""
     url, workdir = team["url"], team["workdir"]
     best_id = _tags(sweep["parent"])["best_run_id"]
     other = next(c["info"]["run_id"] for c in sweep["children"]
                  if c["info"]["run_id"] != best_id)
-    reproduced = run_cli([other, "--tracking-uri", url, "--calibration-runs", "0"], workdir,
-                         module="mnist_experiments.commands.reproduce")
+    planned = {
+        "reproduce": ("reproduce", [other, "--tracking-uri", url, "--calibration-runs", "0"]),
+        "grade": ("grade", [best_id, "--out", str(workdir / "grades"), "--tracking-uri", url,
+                            "--calibration-runs", "0"]),
+        "evaluate": ("evaluate", [best_id, "--tracking-uri", url]),
+        "report": ("report", [str(sweep["dir"]), "--out", str(workdir / "report"),
+                              "--register", "team-cnn", "--alias", "champion"]),
+    }
+    procs = {name: subprocess.Popen(
+        [sys.executable, "-m", f"mnist_experiments.commands.{module}", *args], cwd=workdir,
+        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name, (module, args) in planned.items()}
+    results = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=900)
+        results[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return {"best_id": best_id, "other": other, **results}
+
+
+def test_reproduce_and_grade_against_the_server(team, commands):
+    url, workdir, best_id = team["url"], team["workdir"], commands["best_id"]
+    reproduced = commands["reproduce"]
     assert reproduced.returncode == 0, reproduced.stdout + reproduced.stderr[-3000:]
     assert "Verdict: REPRODUCED" in reproduced.stdout
     assert f"store:  {url}" in reproduced.stdout
 
-    out = workdir / "grades"
-    graded = run_cli([best_id, "--out", str(out), "--tracking-uri", url,
-                      "--calibration-runs", "0"], workdir,
-                     module="mnist_experiments.commands.grade")
+    graded = commands["grade"]
     assert graded.returncode == 0, graded.stdout + graded.stderr[-3000:]
-    with open(out / "grades.csv") as fh:
+    with open(workdir / "grades" / "grades.csv") as fh:
         (row,) = list(csv.DictReader(fh))
     assert row["verdict"] == "REPRODUCED" and row["original_run_id"] == best_id
 
     rest = team["rest"]
-    for run_id, original in ((row["run_id"], best_id),):
-        run = rest.get("/api/2.0/mlflow/runs/get", run_id=run_id)["run"]
-        assert _tags(run)["reproduces"] == original
-        assert _tags(run)["reproduction.verdict"] == "REPRODUCED"
+    run = rest.get("/api/2.0/mlflow/runs/get", run_id=row["run_id"])["run"]
+    assert _tags(run)["reproduces"] == best_id
+    assert _tags(run)["reproduction.verdict"] == "REPRODUCED"
     grading = rest.get("/api/2.0/mlflow/experiments/get-by-name",
                        experiment_name="grading")["experiment"]
     # the grading's parent and its reproduction, together in the grading's experiment
@@ -174,13 +196,11 @@ def test_reproduce_and_grade_against_the_server(team, sweep):
     assert sorted(_tags(r).get("grading", "child") for r in runs) == ["child", "true"]
 
 
-def test_evaluate_and_report_with_registration_against_the_server(team, sweep):
-    url, workdir, rest = team["url"], team["workdir"], team["rest"]
-    best_id = _tags(sweep["parent"])["best_run_id"]
+def test_evaluate_and_report_with_registration_against_the_server(team, sweep, commands):
+    workdir, rest, best_id = team["workdir"], team["rest"], commands["best_id"]
     (best,) = [c for c in sweep["children"] if c["info"]["run_id"] == best_id]
 
-    evaluated = run_cli([best_id, "--tracking-uri", url], workdir,
-                        module="mnist_experiments.commands.evaluate")
+    evaluated = commands["evaluate"]
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     (line,) = [x for x in evaluated.stdout.splitlines() if x.startswith("evaluation run ")]
     run = rest.get("/api/2.0/mlflow/runs/get", run_id=line.split()[2])["run"]
@@ -189,9 +209,7 @@ def test_evaluate_and_report_with_registration_against_the_server(team, sweep):
     assert _metrics(run)["test_accuracy"] == pytest.approx(_metrics(best)["test_accuracy"],
                                                            abs=0.02)
 
-    reported = run_cli([str(sweep["dir"]), "--out", str(workdir / "report"), "--register",
-                        "team-cnn", "--alias", "champion"], workdir,
-                       module="mnist_experiments.commands.report")
+    reported = commands["report"]
     assert reported.returncode == 0, reported.stderr[-3000:]
     assert "registered the best model as models:/team-cnn/1" in reported.stdout
     rows = _summary(workdir / "report")
