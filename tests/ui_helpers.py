@@ -21,7 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -77,8 +77,11 @@ class MlflowServer:
     """
 
     def __init__(self, backend_uri: str, workdir: Path, env: Optional[dict] = None,
-                 port: Optional[int] = None, startup_timeout: float = 90):
+                 port: Optional[int] = None, startup_timeout: float = 90,
+                 args: Sequence[str] = (), workers: int = 1):
         self.backend_uri = backend_uri
+        self.args = list(args)  # more `mlflow server` options (tests/integration/servers.py)
+        self.workers = workers
         self.workdir = Path(workdir)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -103,7 +106,8 @@ class MlflowServer:
             "--backend-store-uri", self.backend_uri,
             "--host", "127.0.0.1",
             "--port", str(self.port),
-            "--workers", "1",
+            "--workers", str(self.workers),
+            *self.args,
         ]
         t0 = time.monotonic()
         self.proc = subprocess.Popen(

@@ -47,8 +47,18 @@ def lease_seconds() -> float:
 
 
 def owner_tags() -> dict:
-    """The tags that name this process as a run's owner, with a first heartbeat."""
-    return {**Owner.this_process().tags(), HEARTBEAT_TAG: str(int(time.time() * 1000))}
+    """The tags that name this process as a run's owner, with a first heartbeat, and
+    the account it logs as (:func:`account_tags`)."""
+    return {**Owner.this_process().tags(), HEARTBEAT_TAG: str(int(time.time() * 1000)),
+            **account_tags()}
+
+
+def account_tags() -> dict:
+    """On a server with accounts, the account (``$MLFLOW_TRACKING_USERNAME``) is the
+    run's user (``mlflow.user``, the UI's "User" column); MLflow would record the OS
+    user, which is ``root`` or ``student`` on many machines. Never the password."""
+    account = os.environ.get("MLFLOW_TRACKING_USERNAME", "").strip()
+    return {"mlflow.user": account} if account else {}
 
 
 def why_dead(tags: dict, now_ms: Optional[int] = None) -> Optional[str]:

@@ -120,15 +120,20 @@ def tracked_run(
     if run_id is not None:
         with contextlib.suppress(MlflowException):
             MlflowClient().delete_tag(run_id, END_REASON_TAG)  # why it ended before
-    run = mlflow.start_run(
-        run_id=run_id,
-        experiment_id=experiment_id,
-        run_name=run_name,
-        tags={**liveness.owner_tags(), **dict(tags or {})},
-        parent_run_id=parent_run_id,
-        nested=nested,
-        log_system_metrics=system_metrics,
-    )
+    try:
+        run = mlflow.start_run(
+            run_id=run_id,
+            experiment_id=experiment_id,
+            run_name=run_name,
+            tags={**liveness.owner_tags(), **dict(tags or {})},
+            parent_run_id=parent_run_id,
+            nested=nested,
+            log_system_metrics=system_metrics,
+        )
+    except MlflowException as exc:
+        if exc.error_code != "PERMISSION_DENIED":
+            raise
+        raise permission_denied(experiment_id, exc) from None
     status, reason = RunStatus.to_string(RunStatus.FAILED), None
     heartbeat = liveness.Heartbeat(run.info.run_id).start()
     try:
@@ -147,6 +152,19 @@ def tracked_run(
         heartbeat.stop()
         with signals.deferred():
             _end(run, status, reason, quiet=nested)
+
+
+def permission_denied(experiment_id: str, exc: MlflowException) -> UserError:
+    """The one paragraph for a tracking server (with accounts) that refuses a new run."""
+    account = os.environ.get("MLFLOW_TRACKING_USERNAME") or "this account"
+    return UserError(
+        f"The MLflow tracking server {mlflow.get_tracking_uri()} refuses to let {account} "
+        f"write to experiment {experiment_id} (403 PERMISSION_DENIED: "
+        f"{str(exc.message).splitlines()[0][:200]}). On a server with accounts you may "
+        "write only to experiments you created or were given EDIT on: choose one of your "
+        "own with mlflow.experiment_name=NAME (a new name creates it, and it is yours), or "
+        "ask the experiment's owner or the server's admin for access. Nothing was logged."
+    )
 
 
 def _end(run: mlflow.ActiveRun, status: str, reason: Optional[str], quiet: bool) -> None:

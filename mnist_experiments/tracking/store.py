@@ -5,6 +5,9 @@ This module does not import MLflow (``mnist-exp`` calls it before the heavy impo
 - :func:`resolve_tracking_uri`: ``mlflow.tracking_uri``, else ``$MLFLOW_TRACKING_URI``,
   else ``sqlite:///<launch dir>/mlflow.db`` as an absolute path (Hydra may change the
   working directory; ``mlflow ui`` started in the launch dir shows the runs).
+- :func:`refuse_credentials`: a tracking URI is recorded with every run (the config's
+  params, ``config.yaml``, log lines), so one that carries a password is refused; the
+  credentials belong in MLflow's environment variables or credentials file.
 - :class:`StoreCreation`: a brand-new SQLite store costs ~3 s (importing MLflow, then
   ~1.7 s of alembic migrations). A job starts that work in a helper process, which
   runs on the second core while the job imports TensorFlow and loads its data, and
@@ -18,6 +21,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Optional
 
@@ -32,6 +36,7 @@ SQLITE = "sqlite:///"
 def resolve_tracking_uri(configured: Optional[str], launch_dir: str | os.PathLike) -> str:
     """The tracking URI to use, with any relative SQLite path made absolute."""
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or f"{SQLITE}{DEFAULT_DB}"
+    refuse_credentials(uri)
     if uri.startswith(SQLITE):
         db_path = uri[len(SQLITE):]
         if not os.path.isabs(db_path):
@@ -39,6 +44,42 @@ def resolve_tracking_uri(configured: Optional[str], launch_dir: str | os.PathLik
     elif "://" not in uri:  # a bare path: treat it as a SQLite file
         uri = SQLITE + os.path.abspath(os.path.join(launch_dir, uri))
     return uri
+
+
+def refuse_credentials(uri: str) -> None:
+    """Refuse a tracking URI with a password in it (``http://alice:secret@host:5000``).
+
+    mnist-exp records its tracking URI with every run (the config's params, its
+    ``config.yaml``, log lines, a sweep's files): everyone who may read the run would
+    read the password. The message names the URI without its credentials.
+    """
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        password = parts.password
+    except ValueError:  # a malformed port: the store check names the URI
+        return
+    if password is None and not (parts.username and parts.scheme in ("http", "https")):
+        return
+    host = parts.netloc.rsplit("@", 1)[-1]
+    masked = f"{parts.username}{':***' if password is not None else ''}@{host}"
+    shown = urllib.parse.urlunsplit(parts._replace(netloc=masked))
+    if parts.scheme in ("http", "https"):
+        bare = urllib.parse.urlunsplit(parts._replace(netloc=host))
+        fix = ("give the server's URI without them (mlflow.tracking_uri=" + bare + ", or "
+               "--tracking-uri for the other commands, or $MLFLOW_TRACKING_URI) and the "
+               "account in the environment: MLFLOW_TRACKING_USERNAME and "
+               "MLFLOW_TRACKING_PASSWORD (or in MLflow's credentials file, "
+               "~/.mlflow/credentials)")
+    else:
+        bare = urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}@{host}"))
+        fix = ("give the URI without the password (" + bare + ") and the password to the "
+               "database driver outside the URI (for PostgreSQL: $PGPASSWORD or ~/.pgpass)")
+    raise UserError(
+        f"The MLflow tracking URI {shown} carries credentials. "
+        "mnist-exp records the tracking URI with every run (its params, config.yaml and "
+        f"log lines), where everyone who may read the run would see them, so it is "
+        f"refused. Instead, {fix}."
+    )
 
 
 def sqlite_file(uri: str) -> Optional[Path]:

@@ -29,6 +29,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mnist_experiments.errors import UserError
+from mnist_experiments.tracking import liveness
 from mnist_experiments.tracking.runs import ensure_experiment
 from mnist_experiments.tracking.search import search_all_runs
 from mnist_experiments.tracking.store import resolve_tracking_uri
@@ -165,8 +166,10 @@ def write_sheet(out: Path, rows: List[Dict[str, Any]]) -> None:
 
 # -------------------------------------------------------------------- grading
 def _reproduce(sub: Submission, uri: str, parent_run_id: str, calibration_runs: int,
-               launch_dir: str) -> Dict[str, Any]:
-    """Reproduce one submission in its own process; its grade-sheet row."""
+               launch_dir: str, experiment_name: str) -> Dict[str, Any]:
+    """Reproduce one submission in its own process, in the grading's experiment (beside
+    its parent run, where the grader may write: on a course server each student's
+    experiment is the student's); its grade-sheet row."""
     started = time.perf_counter()
     row: Dict[str, Any] = {"student": sub.student, "submission": sub.submission,
                            "metric": sub.metric,
@@ -175,7 +178,8 @@ def _reproduce(sub: Submission, uri: str, parent_run_id: str, calibration_runs: 
         out = Path(tmp) / "result.json"
         args = [sys.executable, "-m", "mnist_experiments.commands.reproduce", sub.submission,
                 "--tracking-uri", uri, "--json", str(out), "--parent-run-id", parent_run_id,
-                "--calibration-runs", str(calibration_runs)]
+                "--calibration-runs", str(calibration_runs), "--experiment-name",
+                experiment_name]
         if sub.claimed is not None:
             args += ["--expect", f"{sub.metric}={sub.claimed!r}"]
         proc = subprocess.run(args, cwd=launch_dir, capture_output=True, text=True,
@@ -243,7 +247,7 @@ def grade(items: Sequence[str], out: Path, tracking_uri: Optional[str] = None,
     try:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             futures = {pool.submit(_reproduce, s, uri, parent_run_id, calibration_runs,
-                                   launch_dir): s for s in todo}
+                                   launch_dir, experiment_name): s for s in todo}
             for future in futures:
                 sub = futures[future]
                 row = future.result()
@@ -273,7 +277,7 @@ def _parent_run(out: Path, uri: str, experiment_name: str, items: Sequence[str])
                 pass
     experiment_id = ensure_experiment(uri, experiment_name)
     run = client.create_run(experiment_id, run_name=f"grading-{out.name}", tags={
-        "grading": "true", "grading.out": str(out.resolve()),
+        **liveness.account_tags(), "grading": "true", "grading.out": str(out.resolve()),
         "grading.submissions": " ".join(items)[:5000]})
     record.write_text(json.dumps({"tracking_uri": uri,
                                   "parent_run_id": run.info.run_id}, indent=2))

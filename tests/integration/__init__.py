@@ -1,7 +1,7 @@
-"""A package, so that its conftest is imported as ``integration.conftest``.
+"""Integration tests: real servers and clusters that the tests start on this machine.
 
-Without this file, pytest's prepend import mode imports tests/integration/conftest.py
-under the plain name ``conftest`` and drops tests/conftest.py from ``sys.modules``:
-every ``from conftest import ...`` of the other test modules then fails to import.
-Modules here import their neighbours as ``integration.<name>``.
+A package, so that its modules import their neighbours as ``integration.<name>`` (e.g.
+``integration.servers``, the PostgreSQL and ``mlflow server`` harness) without clashing
+with the modules of tests/. tests/conftest.py marks everything here ``integration`` and
+``slow``.
 """

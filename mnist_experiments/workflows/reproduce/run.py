@@ -197,6 +197,9 @@ def reproduce(request: Request) -> Result:
           + f"\n  config: {original.config_where}\n  store:  {uri}", flush=True)
     check_data(original_cfg, cfg, original, request.allow_data_change)
     _point_at_this_store(cfg, uri, request)
+    # --experiment-name, else the original run's experiment, else the config's
+    cfg.mlflow.experiment_name = (request.experiment_name or original.experiment_name
+                                  or cfg.mlflow.experiment_name)
     _never_register(cfg)
 
     overrides = list(original.overrides) + list(request.overrides)
