@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -73,6 +74,28 @@ def all_runs(uri: str) -> List:
     client = MlflowClient(uri)
     experiment_ids = [e.experiment_id for e in client.search_experiments()]
     return client.search_runs(experiment_ids) if experiment_ids else []
+
+
+def sweep_dir(workdir: Path) -> Path:
+    """The one sweep dir under ``workdir``'s outputs/multirun/."""
+    (found,) = list((workdir / "outputs" / "multirun").iterdir())
+    return found
+
+
+def parent_and_children(uri: str):
+    """A store's one sweep parent run, its child runs, and all its runs."""
+    runs = all_runs(uri)
+    parents = [r for r in runs if r.data.tags.get("sweep") == "true"]
+    assert len(parents) == 1, [r.info.run_name for r in parents]
+    parent = parents[0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    return parent, children, runs
+
+
+def read_summary(directory: Path) -> List[dict]:
+    """The rows of a sweep's leaderboard (``summary.csv``)."""
+    with open(directory / "summary.csv") as fh:
+        return list(csv.DictReader(fh))
 
 
 @pytest.fixture(scope="session")

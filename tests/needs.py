@@ -20,7 +20,7 @@ def skip_or_fail(reason: str) -> None:
 
 
 def need_program(name: str, install: str) -> str:
-    """The path of ``name`` on PATH (or in /usr/sbin, /usr/lib/postgresql/*/bin)."""
+    """The path of ``name`` on PATH or in /usr/sbin, /sbin (where Debian puts daemons)."""
     path = shutil.which(name, path=os.pathsep.join(
         [os.environ.get("PATH", ""), "/usr/sbin", "/sbin"]))
     if path is None:

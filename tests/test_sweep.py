@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import all_runs, run_cli, store_uri
+from conftest import parent_and_children, read_summary, run_cli, store_uri, sweep_dir
 
 pytestmark = pytest.mark.slow  # every test runs a sweep (training) in a subprocess
 
 QUICK = ["data=digits", "data.limit=300", "train.epochs=1", "viz=off", "mlflow.log_model=false"]
-
-
-def sweep_dir(workdir: Path) -> Path:
-    (found,) = list((workdir / "outputs" / "multirun").iterdir())
-    return found
-
-
-def parent_and_children(uri: str):
-    runs = all_runs(uri)
-    parents = [r for r in runs if r.data.tags.get("sweep") == "true"]
-    assert len(parents) == 1, [r.info.run_name for r in parents]
-    parent = parents[0]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    return parent, children, runs
-
-
-def read_summary(directory: Path):
-    with open(directory / "summary.csv") as fh:
-        return list(csv.DictReader(fh))
 
 
 def test_parallel_grid_on_a_fresh_store(tmp_path):

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional
 from hydra.core.hydra_config import HydraConfig
 
 from mnist_experiments.launch.files import absolute, read_sweep_file
+from mnist_experiments.launch.numerics import available_cores
 from mnist_experiments.tracking.store import StoreCreation, resolve_tracking_uri
 
 
@@ -28,13 +29,6 @@ def job_sweep_info() -> Optional[Dict[str, Any]]:
     if info is None:
         return None
     return {**info, "job_num": str(hc.job.num), "job_overrides": list(hc.overrides.task)}
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def _ray_jobs_at_once() -> Optional[int]:
@@ -59,7 +53,7 @@ def _slurm_jobs_at_once() -> Optional[int]:
     per_task = os.environ.get("SLURM_CPUS_PER_TASK", "")
     if not per_task.isdigit() or int(per_task) < 1:
         return None
-    return max(1, _cores() // int(per_task))
+    return max(1, available_cores() // int(per_task))
 
 
 def parallel_jobs(hc: Any, sweep: Optional[Dict[str, Any]]) -> int:

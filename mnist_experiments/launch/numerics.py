@@ -28,6 +28,14 @@ ONEDNN_DEFAULT_FEATURES = frozenset({"avx512_vnni", "avx512_bf16", "avx_vnni", "
                                      "amx_int8", "amx_bf16"})
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. under ``taskset``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
 def cpu_flags() -> FrozenSet[str]:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import keras
 import tensorflow as tf
 
 from mnist_experiments.errors import ConfigError
+from mnist_experiments.launch.numerics import available_cores
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -16,14 +16,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     keras.utils.set_random_seed(int(seed))
     if deterministic:
         tf.config.experimental.enable_op_determinism()
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity, e.g. under ``taskset``)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def resolve_threads(configured: Optional[int], parallel: int = 1) -> int:

@@ -8,8 +8,6 @@ one of the node's two CPUs, so two jobs at once get one thread each).
 
 from __future__ import annotations
 
-import csv
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from needs import need_module, skip_or_fail
-from conftest import all_runs, cli_env, run_cli, store_uri
+from conftest import cli_env, parent_and_children, read_summary, run_cli, store_uri, sweep_dir
+from ui_helpers import free_port
 
 QUICK = ["data=digits", "data.limit=300", "train.epochs=1", "viz=off", "mlflow.log_model=false"]
 INSTALL = "pip install -e '.[ray]' (hydra-ray-launcher, ray[default])"
@@ -48,17 +47,9 @@ def ray_env() -> dict:
     return cli_env(RAY_AUTH_MODE="token", NO_PROXY=exempt, no_proxy=exempt)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def check_sweep(workdir: Path, jobs: int) -> None:
     """One parent run, a FINISHED child per job on one thread each, the leaderboard."""
-    runs = all_runs(store_uri(workdir))
-    (parent,) = [r for r in runs if r.data.tags.get("sweep") == "true"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    parent, children, runs = parent_and_children(store_uri(workdir))
     assert len(runs) == 1 + jobs  # nothing in another experiment, nothing lost
     assert parent.info.status == "FINISHED"
     assert sorted(c.data.tags["sweep.job_num"] for c in children) == [str(j) for j in range(jobs)]
@@ -68,10 +59,9 @@ def check_sweep(workdir: Path, jobs: int) -> None:
     # each job ran in a Ray worker, not in the sweep's process
     workers = {c.data.tags["mnist_exp.pid"] for c in children}
     assert parent.data.tags["mnist_exp.pid"] not in workers
-    (sweep_dir,) = (workdir / "outputs" / "multirun").iterdir()
-    assert all(c.data.tags["hydra.output_dir"].startswith(str(sweep_dir)) for c in children)
-    with open(sweep_dir / "summary.csv") as fh:
-        rows = list(csv.DictReader(fh))
+    sweep = sweep_dir(workdir)
+    assert all(c.data.tags["hydra.output_dir"].startswith(str(sweep)) for c in children)
+    rows = read_summary(sweep)
     assert sorted(r["status"] for r in rows) == ["FINISHED"] * jobs
     assert parent.data.tags["best_run_id"] in {c.info.run_id for c in children}
 

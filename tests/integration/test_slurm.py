@@ -9,19 +9,18 @@ test's directory: on one machine, that is the shared file system a real cluster 
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
 import pytest
 
 from needs import need_module, need_program, skip_or_fail
-from conftest import all_runs, cli_env, run_cli, store_uri
+from conftest import all_runs, cli_env, parent_and_children, read_summary, run_cli, store_uri
 
 START = Path(__file__).resolve().parent / "slurm" / "start-slurm.sh"
 INSTALL = "apt-get install slurm-wlm munge, then tests/integration/slurm/start-slurm.sh as root"
@@ -44,18 +43,6 @@ def slurm() -> Dict[str, str]:
         skip_or_fail(f"no SLURM cluster: {START.name} failed ({INSTALL}):\n"
                      f"{result.stdout}{result.stderr}")
     return tools
-
-
-def summary(sweep_dir: Path) -> List[Dict[str, str]]:
-    with open(sweep_dir / "summary.csv") as fh:
-        return list(csv.DictReader(fh))
-
-
-def sweep_runs(uri: str):
-    runs = all_runs(uri)
-    (parent,) = [r for r in runs if r.data.tags.get("sweep") == "true"]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    return parent, children
 
 
 def _running_job(uri: str, job: str):
@@ -95,7 +82,7 @@ def test_a_slurm_sweep_survives_scancel_of_a_job_and_resumes(slurm, tmp_path):
     # the sweep waited for job 0, then ended with job 1 listed as killed: exit non-zero
     assert launcher.returncode == 1, output[-4000:]
     assert "mnist-exp: a job of the sweep was stopped by SIGTERM; its run ended KILLED" in output
-    parent, children = sweep_runs(uri)
+    parent, children, _ = parent_and_children(uri)
     by_job = {c.data.tags["sweep.job_num"]: c for c in children}
     assert by_job["1"].info.run_id == victim.info.run_id
     assert by_job["1"].info.status == "KILLED"  # not RUNNING, not FAILED
@@ -110,7 +97,7 @@ def test_a_slurm_sweep_survives_scancel_of_a_job_and_resumes(slurm, tmp_path):
     assert len(list((sweep_dir / ".submitit").glob("*_*/*_log.out"))) == 2
     # --cpus-per-task=1: TensorFlow ran on one thread in each job, recorded
     assert [c.data.params["train.threads"] for c in children] == ["1", "1"]
-    rows = {r["job"]: r for r in summary(sweep_dir)}
+    rows = {r["job"]: r for r in read_summary(sweep_dir)}
     assert (rows["0"]["status"], rows["1"]["status"]) == ("FINISHED", "KILLED")
     record = json.loads((sweep_dir / "1" / "job.json").read_text())
     assert record["status"] == "KILLED" and "SIGTERM" in record["error"]
@@ -121,14 +108,14 @@ def test_a_slurm_sweep_survives_scancel_of_a_job_and_resumes(slurm, tmp_path):
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     job_log = "".join(p.read_text() for p in (sweep_dir / "0").glob("*.log"))
     assert "finished in this sweep before" in job_log
-    parent, children = sweep_runs(uri)
+    parent, children, _ = parent_and_children(uri)
     assert parent.info.status == "FINISHED" and parent.data.tags["sweep.resumed"] == "1"
     zeros = [c for c in children if c.data.tags["sweep.job_num"] == "0"]
     assert [c.info.run_id for c in zeros] == [first_zero]  # not trained again
     ones = sorted((c for c in children if c.data.tags["sweep.job_num"] == "1"),
                   key=lambda r: r.info.start_time)
     assert [c.info.status for c in ones] == ["KILLED", "FINISHED"]
-    rows = {r["job"]: r for r in summary(sweep_dir)}
+    rows = {r["job"]: r for r in read_summary(sweep_dir)}
     assert {j: r["status"] for j, r in rows.items()} == {"0": "FINISHED", "1": "FINISHED"}
     assert (rows["0"]["run_id"], rows["1"]["run_id"]) == (first_zero, ones[1].info.run_id)
     assert parent.data.tags["best_run_id"] in {first_zero, ones[1].info.run_id}

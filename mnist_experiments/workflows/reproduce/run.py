@@ -29,7 +29,6 @@ from mnist_experiments.launch import numerics, signals
 from mnist_experiments.launch.context import JobContext
 from mnist_experiments.tracking import provenance
 from mnist_experiments.tracking.store import resolve_tracking_uri
-from mnist_experiments.training.seeding import available_cores
 from mnist_experiments.workflows.experiment import run_experiment
 from mnist_experiments.workflows.reproduce.original import (
     SPLIT_KEYS,
@@ -263,8 +262,8 @@ def _claims_refuted(recorded: List[Row], rows: List[Row], request: Request) -> O
 
 def _jobs(cfg: Any, request: Request) -> int:
     """Re-runs at a time: ``--jobs``, else as many as the cores hold at the run's threads."""
-    threads = int(cfg.train.threads or available_cores())
-    jobs = request.jobs or max(1, available_cores() // threads)
+    threads = int(cfg.train.threads or numerics.available_cores())
+    jobs = request.jobs or max(1, numerics.available_cores() // threads)
     return max(1, min(jobs, max(1, request.calibration_runs)))
 
 
