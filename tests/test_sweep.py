@@ -111,3 +111,32 @@ def test_kfold_sweep_nests_folds_under_job_runs(tmp_path):
         folds = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == job.info.run_id]
         assert sorted(f.info.run_name for f in folds) == ["fold-1", "fold-2"]
         assert "cv_val_accuracy_mean" in job.data.metrics
+
+
+def test_only_jobs_that_lead_the_sweep_draw_figures(tmp_path):
+    """viz.sweep_figures=best (the default): a job draws its figures only if it is the best
+    job so far when it ends, so the sweep's best job has them and the others skip seconds
+    of drawing; each job still logs its metrics, reports and model."""
+    result = run_cli(["-m", "data=digits", "data.limit=300", "viz.activations=false",
+                      "mlflow.log_model=true", "train.epochs=3,1", "seed=1"], tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    client = MlflowClient(store_uri(tmp_path))
+    _, children, _ = parent_and_children(store_uri(tmp_path))
+    jobs = sorted(children, key=lambda c: int(c.data.tags["sweep.job_num"]))
+    best_so_far = -1.0
+    for run in jobs:  # a sequential sweep: job order is the order they ended in
+        objective = run.data.metrics["objective"]
+        paths = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+        logged = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"model", "metrics"} <= logged  # the model and the reports, always
+        if objective >= best_so_far:
+            assert "plots/confusion_matrix.png" in paths and "figures" not in run.data.tags
+        else:
+            assert paths == set()
+            assert run.data.tags["figures"].startswith(
+                f"not drawn: objective {objective:.4f} is below the sweep's best so far")
+        best_so_far = max(best_so_far, objective)
+    assert jobs[1].data.metrics["objective"] < jobs[0].data.metrics["objective"]  # 1 vs 3 epochs
+    assert "figures not drawn" in result.stdout + result.stderr
+    best = json.loads((sweep_dir(tmp_path) / "best_so_far.json").read_text())
+    assert best["objective"] == jobs[0].data.metrics["objective"] and best["job"] == "0"

@@ -157,6 +157,13 @@ class MlflowConfig:
     system_metrics: Optional[bool] = None
 
 
+class SweepFigures(str, Enum):
+    """Which jobs of a sweep draw the figures and activation maps."""
+
+    best = "best"  # the jobs that are the sweep's best so far when they end
+    all = "all"  # every job
+
+
 @dataclass
 class VizConfig:
     enabled: bool = True  # master switch for every figure and activation image
@@ -174,6 +181,9 @@ class VizConfig:
     # 0: only after training
     activations_every_n_epochs: int = bounded(0, ge=0, example=1, note="0 is off")
     dpi: int = bounded(100, ge=10, le=600)
+    # in a sweep: best (a job draws the figures only if it is the best job so far, so
+    # the sweep's best job always has them) or all (every job draws them)
+    sweep_figures: SweepFigures = SweepFigures.best
 
 
 @dataclass

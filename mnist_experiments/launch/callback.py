@@ -35,7 +35,12 @@ from mnist_experiments.compat import job_return_value
 from mnist_experiments.config.identity import config_id
 from mnist_experiments.errors import UserError
 from mnist_experiments.launch import signals
-from mnist_experiments.launch.files import absolute, read_sweep_file, write_job_record
+from mnist_experiments.launch.files import (
+    absolute,
+    read_sweep_file,
+    record_objective,
+    write_job_record,
+)
 from mnist_experiments.launch.study import job_trial
 from mnist_experiments.tracking.preflight import check_store
 from mnist_experiments.tracking.store import StoreCreation, resolve_tracking_uri
@@ -148,6 +153,7 @@ class MlflowSweepCallback(Callback):
             return
         hc = HydraConfig.get()
         status = getattr(job_return.status, "name", str(job_return.status))
+        sweep_dir = absolute(hc.sweep.dir, hc.runtime.cwd)
         record: Dict[str, Any] = {
             "job": str(hc.job.num),
             "overrides": list(hc.overrides.task),
@@ -155,8 +161,7 @@ class MlflowSweepCallback(Callback):
             "error": None,
             "objective": None,
             # a reused sweep dir holds older sweeps' jobs too: the record says whose it is
-            "parent_run_id": (read_sweep_file(absolute(hc.sweep.dir, hc.runtime.cwd))
-                              or {}).get("parent_run_id"),
+            "parent_run_id": (read_sweep_file(sweep_dir) or {}).get("parent_run_id"),
             # a resumed sweep skips this job only if its config is still the same
             "config_id": config_id(config),
         }
@@ -171,3 +176,7 @@ class MlflowSweepCallback(Callback):
         else:
             record["error"] = f"{type(value).__name__}: {value}" if value is not None else status
         write_job_record(Path(hc.runtime.output_dir), record)
+        if record["status"] == "FINISHED" and record["objective"] is not None \
+                and record["parent_run_id"] and "pruned" not in record:  # what the next jobs' figures are judged by
+            record_objective(sweep_dir, record["parent_run_id"], record["job"],
+                             float(record["objective"]))

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
 
 from hydra.core.hydra_config import HydraConfig
 
-from mnist_experiments.launch.files import absolute, read_sweep_file
+from mnist_experiments.launch.files import absolute, best_so_far, read_sweep_file
 from mnist_experiments.launch.numerics import available_cores
 from mnist_experiments.tracking.store import StoreCreation, resolve_tracking_uri
 
@@ -129,6 +130,25 @@ class JobContext:
             if slurm_job:  # its log files, and what scancel takes
                 context.tags["slurm.job_id"] = slurm_job
         return context
+
+    def draws_figures(self, viz: Any, objective: Optional[float]) -> Tuple[bool, str]:
+        """Whether a run with this ``objective`` draws its figures, and why not if not.
+
+        Every run does, except a sweep job under ``viz.sweep_figures=best`` whose objective
+        is below the best of the sweep's jobs finished so far: the figures of a sweep are
+        then drawn by the few jobs that led it when they ended, among them always its
+        best job, instead of by every job (seconds each).
+        """
+        policy = getattr(viz.get("sweep_figures", "best"), "value", None) or \
+            str(viz.get("sweep_figures", "best"))
+        if self.parent_run_id is None or policy == "all" or objective is None \
+                or "sweep.dir" not in self.tags:
+            return True, ""
+        best = best_so_far(Path(self.tags["sweep.dir"]), self.parent_run_id)
+        if best is None or objective >= best:
+            return True, ""
+        return False, (f"objective {objective:.4f} is below the sweep's best so far "
+                       f"({best:.4f}); viz.sweep_figures=all draws them for every job")
 
     def start_store_creation(self, cfg: Any) -> StoreCreation:
         """Start building a brand-new SQLite store in a helper process (see

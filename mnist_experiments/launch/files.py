@@ -3,17 +3,22 @@
 - ``<sweep dir>/mlflow_sweep.json``: where every job logs (tracking URI, experiment,
   parent run), written once by the sweep callback before any job starts;
 - ``<job dir>/job.json``: one job's status, error and objective, written when it ends,
-  so that jobs that failed before their MLflow run existed still reach the leaderboard.
+  so that jobs that failed before their MLflow run existed still reach the leaderboard;
+- ``<sweep dir>/best_so_far.json``: the best objective of the jobs finished so far, which
+  a job reads to decide whether it draws its figures (``viz.sweep_figures=best``).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 SWEEP_FILE = "mlflow_sweep.json"
 JOB_FILE = "job.json"
+BEST_FILE = "best_so_far.json"
 
 
 def absolute(path: str, base: str) -> Path:
@@ -61,3 +66,36 @@ def finished_before(job_dir: Path, parent_run_id: str, overrides: List[str],
             or record.get("config_id") != config_id or record.get("objective") is None):
         return None
     return float(record["objective"])
+
+
+def best_so_far(sweep_dir: Path, parent_run_id: str) -> Optional[float]:
+    """The best objective among this sweep's jobs finished so far (None before the first)."""
+    try:
+        best = json.loads((Path(sweep_dir) / BEST_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if best.get("parent_run_id") != parent_run_id or best.get("objective") is None:
+        return None
+    return float(best["objective"])
+
+
+def record_objective(sweep_dir: Path, parent_run_id: str, job: str, objective: float) -> None:
+    """Keep ``objective`` in ``best_so_far.json`` if it beats the best so far.
+
+    Jobs of a parallel sweep end at the same time: the read and the replacement happen
+    under an exclusive lock on the sweep dir's lock file, and the file is replaced
+    atomically, so a reader never sees half of it.
+    """
+    sweep_dir = Path(sweep_dir)
+    try:
+        with open(sweep_dir / f".{BEST_FILE}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            best = best_so_far(sweep_dir, parent_run_id)
+            if best is not None and best >= objective:
+                return
+            temporary = sweep_dir / f".{BEST_FILE}.{os.getpid()}"
+            temporary.write_text(json.dumps({"parent_run_id": parent_run_id, "job": job,
+                                             "objective": objective}))
+            os.replace(temporary, sweep_dir / BEST_FILE)
+    except OSError:  # (a full disk, a file system without locks): jobs then draw figures
+        pass

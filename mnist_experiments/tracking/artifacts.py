@@ -90,7 +90,8 @@ def log_fit_outcome(result: Any) -> None:
 
 
 def wanted(viz: Any, part: str) -> bool:
-    return bool(viz.enabled) and bool(viz.get(part, True))
+    """Whether the ``viz`` config (or mapping) asks for the figure ``part``."""
+    return bool(viz.get("enabled", True)) and bool(viz.get(part, True))
 
 
 def activation_figures(activations: Any, class_names: Sequence[str],
@@ -120,16 +121,19 @@ def log_activation_images(maps: Dict[str, np.ndarray], step: int, max_channels: 
 
 
 def log_run_artifacts(cfg: Any, dataset: Any, history: Dict[str, List[float]],
-                      evaluation: Any, augmented: Optional[Any] = None) -> Dict[str, float]:
+                      evaluation: Any, augmented: Optional[Any] = None,
+                      draw: bool = True) -> Dict[str, float]:
     """Log everything a run shows in the MLflow UI besides params and metrics.
 
     ``augmented``: (images, labels, augmented versions) of a few training images, drawn
     as ``plots/augment_samples.png`` (a run with ``augment`` other than ``none``).
+    ``draw=False`` (a sweep job that is not the best so far) logs the reports, the
+    model summary and the model, and draws no figure.
 
     Returns the seconds spent per artifact (also logged as ``artifact_seconds.json``
     and, in total, as the metric ``artifact_seconds``).
     """
-    viz = cfg.viz
+    viz = cfg.viz if draw else {"enabled": False}
     names = list(dataset.class_names)
     y_test, y_pred, proba = dataset.y_test, evaluation.y_pred, evaluation.proba
     timer = Timer()
@@ -178,7 +182,7 @@ def log_run_artifacts(cfg: Any, dataset: Any, history: Dict[str, List[float]],
 
     for path, fig in drawn.items():
         with timer(f"save:{path}"):
-            log_figure(fig, path, dpi=int(viz.dpi))
+            log_figure(fig, path, dpi=int(cfg.viz.dpi))
     drawn.clear()  # Figure objects are not registered with pyplot: freed here
 
     if cfg.mlflow.log_model:

@@ -162,9 +162,10 @@ def run_experiment(cfg: DictConfig, context: Optional[JobContext] = None,
                         y_pool if is_kfold else None)
         try:
             if is_kfold:
-                metrics = _kfold(cfg, dataset, x_pool, y_pool, experiment_id, tags, checkpoints)
+                metrics = _kfold(cfg, dataset, x_pool, y_pool, experiment_id, tags, checkpoints,
+                                 context)
             else:
-                metrics = _holdout(cfg, dataset, checkpoints)
+                metrics = _holdout(cfg, dataset, checkpoints, context)
         finally:
             if checkpoints is not None:
                 checkpoints.close()
@@ -245,13 +246,16 @@ def _open_store(uri: str, cfg: DictConfig, context: JobContext) -> str:
 
 
 def _fit_and_test(cfg: DictConfig, dataset: Any, x_train, y_train, x_val, y_val,
-                  prefix: str = "", checkpoints: Optional[RunCheckpoints] = None,
-                  name: str = ""):
+                  context: JobContext, prefix: str = "",
+                  checkpoints: Optional[RunCheckpoints] = None, name: str = "",
+                  objective: Optional[float] = None):
     """Fit, evaluate on the test set, then record: metrics and every run artifact.
 
     With ``checkpoints``, the fit saves its state each epoch (as ``name``), and a
     resumed run's fit goes on from it, logging only the epochs not logged before.
-    Returns the test metrics and the fit's result.
+    The figures are drawn unless this is a sweep job that is not the sweep's best so
+    far (:meth:`JobContext.draws_figures`), judged by ``objective`` (by default the
+    fit's validation accuracy). Returns the test metrics and the fit's result.
     """
     names = list(dataset.class_names)
     viz = cfg.viz
@@ -270,10 +274,20 @@ def _fit_and_test(cfg: DictConfig, dataset: Any, x_train, y_train, x_val, y_val,
     with BackgroundMetrics(run_id, skip_through=logged) as writer:
         result = fit(cfg, x_train, y_train, x_val, y_val, on_metrics=writer.log,
                      callbacks=callbacks, prefix=prefix, checkpoints=checkpoints, name=name)
-    if trial is not None and trial.pruned_at is not None:
+    pruned = trial is not None and trial.pruned_at is not None
+    if pruned:
         mlflow.set_tags({"pruned": "true", "pruned_at_epoch": str(trial.pruned_at)})
+    if objective is None and x_val is not None:
+        objective = result.at_kept_epoch("val_accuracy")
+    draw, why_not = context.draws_figures(viz, None if pruned else objective)
+    if pruned:
+        draw, why_not = False, "the trial was pruned"
+    if not draw and viz.enabled:
+        log.info("%sfigures not drawn: %s", prefix, why_not)
+        mlflow.set_tag("figures", f"not drawn: {why_not}")
     evaluation = evaluate(result.model, dataset.x_test, dataset.y_test, names,
-                          activation_index=index if artifacts.wanted(viz, "activations") else None)
+                          activation_index=index if draw and artifacts.wanted(viz, "activations")
+                          else None)
     mlflow.log_metrics({
         **evaluation.metrics,
         "fit_seconds": result.fit_seconds,
@@ -283,19 +297,21 @@ def _fit_and_test(cfg: DictConfig, dataset: Any, x_train, y_train, x_val, y_val,
     log.info("%stest %s", prefix, " ".join(f"{k}={v:.4f}" for k, v in evaluation.metrics.items()))
     artifacts.log_fit_outcome(result)
     augmented = None
-    if artifacts.wanted(viz, "samples"):
+    if draw and artifacts.wanted(viz, "samples"):
         shown = slice(0, min(AUGMENT_SAMPLES, len(y_train)))
         versions = augmented_samples(cfg, x_train[shown])
         if versions is not None:
             augmented = (x_train[shown], y_train[shown], versions)
-    artifacts.log_run_artifacts(cfg, dataset, result.history, evaluation, augmented)
+    artifacts.log_run_artifacts(cfg, dataset, result.history, evaluation, augmented,
+                                draw=draw)
     return evaluation.metrics, result
 
 
-def _holdout(cfg: DictConfig, dataset: Any,
-             checkpoints: Optional[RunCheckpoints]) -> Dict[str, float]:
+def _holdout(cfg: DictConfig, dataset: Any, checkpoints: Optional[RunCheckpoints],
+             context: JobContext) -> Dict[str, float]:
     metrics, result = _fit_and_test(cfg, dataset, dataset.x_train, dataset.y_train,
-                                    dataset.x_val, dataset.y_val, checkpoints=checkpoints)
+                                    dataset.x_val, dataset.y_val, context,
+                                    checkpoints=checkpoints)
     # the validation accuracy of the weights kept (early stopping may restore the best)
     metrics["objective"] = result.at_kept_epoch("val_accuracy")
     mlflow.log_metric("objective", metrics["objective"])
@@ -303,7 +319,8 @@ def _holdout(cfg: DictConfig, dataset: Any,
 
 
 def _kfold(cfg: DictConfig, dataset: Any, x_pool, y_pool, experiment_id: str,
-           tags: Dict[str, str], checkpoints: Optional[RunCheckpoints]) -> Dict[str, float]:
+           tags: Dict[str, str], checkpoints: Optional[RunCheckpoints],
+           context: JobContext) -> Dict[str, float]:
     """Folds as child runs; their summary, plots and (with refit) the final model here."""
     names = list(dataset.class_names)
     child_tags = {k: v for k, v in tags.items() if k != "hydra.output_dir"}
@@ -314,8 +331,9 @@ def _kfold(cfg: DictConfig, dataset: Any, x_pool, y_pool, experiment_id: str,
         keras.backend.clear_session()
         seed_everything(int(cfg.seed), bool(cfg.train.deterministic))
         log.info("refit on all %d training images", len(y_pool))
-        test_metrics, _ = _fit_and_test(cfg, dataset, x_pool, y_pool, None, None,
-                                        prefix="refit ", checkpoints=checkpoints, name="refit")
+        test_metrics, _ = _fit_and_test(cfg, dataset, x_pool, y_pool, None, None, context,
+                                        prefix="refit ", checkpoints=checkpoints, name="refit",
+                                        objective=metrics["objective"])
         metrics.update(test_metrics)
     elif artifacts.wanted(cfg.viz, "activations"):
         kfold.log_last_fold_activations(cfg, folds, x_pool, y_pool, names)
