@@ -201,3 +201,34 @@ def local_dataset_source(path: str) -> Any:
         warnings.filterwarnings("ignore", message="The specified dataset source can be "
                                 "interpreted in multiple ways", category=UserWarning)
         return resolve_dataset_source(path)
+
+
+# MLflow versions whose private mlflow.utils.environment has the shape patched below.
+MLFLOW_REQUIREMENTS_CHECK_VERSIONS = ("3.",)
+
+
+@contextlib.contextmanager
+def requirements_from_this_environment() -> Any:
+    """Log a model whose ``pip_requirements`` were read from this environment, skipping
+    MLflow's check that this environment satisfies them.
+
+    :func:`mnist_experiments.tracking.models.requirements` pins the versions installed
+    here, so the check cannot find a mismatch; but its first call in a process maps every
+    installed distribution to its modules (``packages_distributions()``), which took
+    0.9-1.3 s of each single run's 2 cores here. Private API:
+    ``mlflow.utils.environment.warn_dependency_requirement_mismatches`` (MLflow 3.x);
+    on other versions, or if the name is gone, the check runs as usual.
+    """
+    import mlflow
+    import mlflow.utils.environment as environment
+
+    name = "warn_dependency_requirement_mismatches"
+    original = getattr(environment, name, None)
+    if original is None or not mlflow.__version__.startswith(MLFLOW_REQUIREMENTS_CHECK_VERSIONS):
+        yield False
+        return
+    setattr(environment, name, lambda requirements: None)
+    try:
+        yield True
+    finally:
+        setattr(environment, name, original)

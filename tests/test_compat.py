@@ -131,3 +131,25 @@ def test_optuna_trial_id_finds_a_trial_by_number_in_a_shared_storage(tmp_path):
     assert optuna_trial_id(second, 1) == asked[1]._trial_id != 1
     assert optuna.__version__.startswith("4."), "check Study._storage and _study_id"
 
+
+
+def test_the_requirements_check_patch_still_applies():
+    import mlflow
+    import mlflow.utils.environment as environment
+
+    from mnist_experiments.compat import (
+        MLFLOW_REQUIREMENTS_CHECK_VERSIONS,
+        requirements_from_this_environment,
+    )
+
+    assert mlflow.__version__.startswith(MLFLOW_REQUIREMENTS_CHECK_VERSIONS), (
+        f"MLflow {mlflow.__version__}: check that mlflow.utils.environment still calls "
+        "warn_dependency_requirement_mismatches, then add the version")
+    original = environment.warn_dependency_requirement_mismatches
+    with requirements_from_this_environment() as patched:
+        assert patched
+        assert environment.warn_dependency_requirement_mismatches is not original
+        # the caller MLflow uses when it logs a model with pip_requirements
+        source = open(environment.__file__).read()
+        assert "warn_dependency_requirement_mismatches(" in source
+    assert environment.warn_dependency_requirement_mismatches is original

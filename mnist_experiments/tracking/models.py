@@ -41,7 +41,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model, infer_signature
 from mlflow.tracking import MlflowClient
 
-from mnist_experiments.compat import keras_safe_mode
+from mnist_experiments.compat import keras_safe_mode, requirements_from_this_environment
 from mnist_experiments.errors import UserError
 from mnist_experiments.tracking.runs import using_tracking_uri
 from mnist_experiments.tracking.store import existing_store_uri
@@ -389,6 +389,7 @@ def log_model(model: Any, x_example: Any, proba_example: Any) -> Optional[str]:
     """Log ``model`` with MLflow's Keras flavor and a signature from float32 examples;
     return its ``models:/`` URI."""
     signature = infer_signature(x_example, proba_example)
-    info = mlflow.keras.log_model(model, name="model", signature=signature,
-                                  pip_requirements=requirements())
+    with requirements_from_this_environment():  # pinned from here: nothing to check
+        info = mlflow.keras.log_model(model, name="model", signature=signature,
+                                      pip_requirements=requirements())
     return getattr(info, "model_uri", None)
