@@ -26,8 +26,10 @@ never calls back into Keras or the model code. The ``viz`` config switches figur
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import matplotlib
@@ -36,6 +38,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from mnist_experiments import figures
+from mnist_experiments.tracking import drawing
 from mnist_experiments.tracking.models import log_model
 
 log = logging.getLogger(__name__)
@@ -94,16 +97,27 @@ def wanted(viz: Any, part: str) -> bool:
     return bool(viz.get("enabled", True)) and bool(viz.get(part, True))
 
 
+def activation_tasks(activations: Any, class_names: Sequence[str],
+                     max_channels: int) -> List[drawing.Task]:
+    """``activations/input.png`` and ``activations/<conv layer>.png`` for one image, as
+    drawing tasks (the first timed as ``activations``)."""
+    mlflow.set_tag("activations.sample_index", str(activations.index))
+    label = class_names[activations.label]
+    tasks: List[drawing.Task] = [("activations/input.png", "activations",
+                                  lambda: figures.input_image_figure(
+                                      activations.image, label, activations.index))]
+    for name, maps in activations.maps.items():
+        tasks.append((f"activations/{name}.png", f"activations:{name}",
+                      lambda maps=maps, name=name: figures.activation_grid(
+                          maps, name, max_channels=max_channels)))
+    return tasks
+
+
 def activation_figures(activations: Any, class_names: Sequence[str],
                        max_channels: int) -> Dict[str, Any]:
     """``activations/input.png`` and ``activations/<conv layer>.png`` for one image."""
-    mlflow.set_tag("activations.sample_index", str(activations.index))
-    found = {"activations/input.png": figures.input_image_figure(
-        activations.image, class_names[activations.label], activations.index)}
-    for name, maps in activations.maps.items():
-        found[f"activations/{name}.png"] = figures.activation_grid(maps, name,
-                                                                   max_channels=max_channels)
-    return found
+    return {path: build() for path, _, build in activation_tasks(activations, class_names,
+                                                                 max_channels)}
 
 
 def figure_to_array(fig: Any) -> np.ndarray:
@@ -120,79 +134,94 @@ def log_activation_images(maps: Dict[str, np.ndarray], step: int, max_channels: 
         mlflow.log_image(figure_to_array(fig), key=f"activations/{name}", step=step)
 
 
+def _figure_tasks(cfg: Any, viz: Any, dataset: Any, history: Dict[str, List[float]],
+                  evaluation: Any, augmented: Optional[Any]) -> List[drawing.Task]:
+    """What to draw, as (artifact path, timer name, builder) in the order they are drawn.
+
+    The builders only read arrays and plain values (never the Keras model), so that a
+    forked process can run them (:func:`~mnist_experiments.tracking.drawing.draw_files`).
+    """
+    names = list(dataset.class_names)
+    y_test, y_pred, proba = dataset.y_test, evaluation.y_pred, evaluation.proba
+    tasks: List[drawing.Task] = []
+    if wanted(viz, "samples"):
+        n = min(25, len(dataset.y_train))
+        x, y, title = dataset.x_train[:n], dataset.y_train[:n], f"Training samples ({dataset.source})"
+        tasks.append(("plots/samples.png", "samples",
+                      lambda: figures.sample_grid(x, y, names, n=n, title=title)))
+    if augmented is not None and wanted(viz, "samples"):
+        images, labels, versions = augmented
+        title_aug = f"Training augmentation ({cfg.augment.name})"
+        tasks.append(("plots/augment_samples.png", "augment_samples",
+                      lambda: figures.augmentation_grid(images, versions, labels, names,
+                                                        title=title_aug)))
+    if wanted(viz, "curves"):
+        tasks.append(("plots/curves.png", "curves", lambda: figures.training_curves(history)))
+    if wanted(viz, "confusion_matrix"):
+        confusion = evaluation.confusion
+        tasks.append(("plots/confusion_matrix.png", "confusion_matrix",
+                      lambda: figures.confusion_matrix_figure(confusion, names)))
+    if wanted(viz, "predictions"):
+        k = min(int(viz.grid_size) ** 2, len(y_test))
+        tasks.append(("plots/predictions.png", "predictions", lambda: figures.prediction_grid(
+            dataset.x_test[:k], y_test[:k], y_pred[:k], names, n=k)))
+    if wanted(viz, "misclassified"):
+        confidence = proba.max(axis=1)
+        tasks.append(("plots/misclassified.png", "misclassified",
+                      lambda: figures.misclassified_grid(dataset.x_test, y_test, y_pred,
+                                                         confidence, names)))
+    if wanted(viz, "architecture"):
+        layers, title_arch = evaluation.layers, f"Architecture: {evaluation.model.name}"
+        tasks.append(("model/architecture.png", "architecture",
+                      lambda: figures.architecture_diagram(layers, title=title_arch)))
+    if wanted(viz, "activations") and evaluation.activations is not None:
+        tasks += activation_tasks(evaluation.activations, names, int(viz.max_channels))
+    return tasks
+
+
 def log_run_artifacts(cfg: Any, dataset: Any, history: Dict[str, List[float]],
                       evaluation: Any, augmented: Optional[Any] = None,
-                      draw: bool = True) -> Dict[str, float]:
+                      draw: bool = True, workers: int = 1) -> Dict[str, float]:
     """Log everything a run shows in the MLflow UI besides params and metrics.
 
     ``augmented``: (images, labels, augmented versions) of a few training images, drawn
     as ``plots/augment_samples.png`` (a run with ``augment`` other than ``none``).
     ``draw=False`` (a sweep job that is not the best so far) logs the reports, the
-    model summary and the model, and draws no figure.
+    model summary and the model, and draws no figure. ``workers``: cores free for
+    drawing (2: half of the figures are drawn by a forked process,
+    :mod:`~mnist_experiments.tracking.drawing`).
 
     Returns the seconds spent per artifact (also logged as ``artifact_seconds.json``
     and, in total, as the metric ``artifact_seconds``).
     """
     viz = cfg.viz if draw else {"enabled": False}
     names = list(dataset.class_names)
-    y_test, y_pred, proba = dataset.y_test, evaluation.y_pred, evaluation.proba
     timer = Timer()
 
     with timer("reports"):
         log_reports(evaluation, names)
         mlflow.log_text(evaluation.summary, "model/summary.txt")
 
-    drawn = {}
-    if wanted(viz, "samples"):
-        with timer("samples"):
-            n = min(25, len(dataset.y_train))
-            drawn["plots/samples.png"] = figures.sample_grid(
-                dataset.x_train[:n], dataset.y_train[:n], names,
-                n=n, title=f"Training samples ({dataset.source})")
-    if augmented is not None and wanted(viz, "samples"):
-        with timer("augment_samples"):
-            images, labels, versions = augmented
-            drawn["plots/augment_samples.png"] = figures.augmentation_grid(
-                images, versions, labels, names,
-                title=f"Training augmentation ({cfg.augment.name})")
-    if wanted(viz, "curves"):
-        with timer("curves"):
-            drawn["plots/curves.png"] = figures.training_curves(history)
-    if wanted(viz, "confusion_matrix"):
-        with timer("confusion_matrix"):
-            drawn["plots/confusion_matrix.png"] = figures.confusion_matrix_figure(
-                evaluation.confusion, names)
-    if wanted(viz, "predictions"):
-        with timer("predictions"):
-            n = min(int(viz.grid_size) ** 2, len(y_test))
-            drawn["plots/predictions.png"] = figures.prediction_grid(
-                dataset.x_test[:n], y_test[:n], y_pred[:n], names, n=n)
-    if wanted(viz, "misclassified"):
-        with timer("misclassified"):
-            drawn["plots/misclassified.png"] = figures.misclassified_grid(
-                dataset.x_test, y_test, y_pred, proba.max(axis=1), names)
-    if wanted(viz, "architecture"):
-        with timer("architecture"):
-            drawn["model/architecture.png"] = figures.architecture_diagram(
-                evaluation.layers, title=f"Architecture: {evaluation.model.name}")
-    if wanted(viz, "activations") and evaluation.activations is not None:
-        with timer("activations"):
-            drawn.update(activation_figures(evaluation.activations, names,
-                                            int(viz.max_channels)))
-
-    for path, fig in drawn.items():
-        with timer(f"save:{path}"):
-            log_figure(fig, path, dpi=int(cfg.viz.dpi))
-    drawn.clear()  # Figure objects are not registered with pyplot: freed here
+    tasks = _figure_tasks(cfg, viz, dataset, history, evaluation, augmented)
+    if tasks:
+        with tempfile.TemporaryDirectory(prefix="mnist-exp-figures-") as out:
+            with timer("figures"):  # their wall time; per figure below (in parallel)
+                steps = drawing.draw_files(tasks, Path(out), int(cfg.viz.dpi),
+                                           workers=workers)
+            with timer("log_figures"):
+                mlflow.log_artifacts(out)
 
     if cfg.mlflow.log_model:
         with timer("model"):
             log_model(evaluation.model, *evaluation.example(dataset.x_test))
 
+    total = timer.total  # wall time: the stages above ran one after the other
+    if tasks:
+        timer.seconds.update(steps)
     mlflow.log_dict(timer.seconds, "artifact_seconds.json")
-    mlflow.log_metric("artifact_seconds", timer.total)
+    mlflow.log_metric("artifact_seconds", total)
     slowest = sorted(timer.seconds.items(), key=lambda item: -item[1])[:3]
-    log.info("artifacts logged in %.1fs (slowest: %s)", timer.total,  # all: artifact_seconds
+    log.info("artifacts logged in %.1fs (slowest: %s)", total,  # all: artifact_seconds
              ", ".join(f"{k.rpartition('/')[2]} {v:.1f}s" for k, v in slowest))
     log.debug("artifact seconds: %s", timer.seconds)
     return timer.seconds

@@ -302,8 +302,10 @@ def _fit_and_test(cfg: DictConfig, dataset: Any, x_train, y_train, x_val, y_val,
         versions = augmented_samples(cfg, x_train[shown])
         if versions is not None:
             augmented = (x_train[shown], y_train[shown], versions)
+    # cores free for drawing: those not given to the sweep's other jobs running now
+    workers = numerics.available_cores() // max(1, context.parallel_jobs)
     artifacts.log_run_artifacts(cfg, dataset, result.history, evaluation, augmented,
-                                draw=draw)
+                                draw=draw, workers=workers)
     return evaluation.metrics, result
 
 
