@@ -76,8 +76,9 @@ def prepare_data(args: argparse.Namespace, tmp: Path) -> Dict[str, str]:
     x_train, y_train, x_test, y_test = raw.x_train, raw.y_train, raw.x_test, raw.y_test
     if args.limit is not None:
         n = int(args.limit)
-        x_train, y_train, x_test, y_test = x_train[:n], y_train[:n], x_test[:n], y_test[:n]
-        description += f", first {n} training and first {n} test images"
+        t = int(args.test_limit or n)
+        x_train, y_train, x_test, y_test = x_train[:n], y_train[:n], x_test[:t], y_test[:t]
+        description += f", first {n} training and first {t} test images"
     npz = tmp / "data.npz"
     np.savez(npz, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     description += f" ({len(y_train)} train / {len(y_test)} test, written to a temporary .npz)"
@@ -97,6 +98,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="cap the training and the test set to their first N images "
                              "(both variants read the same capped .npz)")
+    parser.add_argument("--test-limit", type=int, default=None, metavar="T",
+                        help="with --limit: the first T test images (default: N); "
+                             "--limit 8000 --test-limit 2000 is a student-sized run")
     parser.add_argument("--data-config", default=None, metavar="GROUP",
                         help="B's data config group (default: fashion_mnist; mnist with --digits)")
     parser.add_argument("--epochs", type=int, default=5)

@@ -11,10 +11,12 @@ from typing import Any, Dict, List, Optional, Sequence
 from harness import DEFAULT_SEED, REPO
 
 # The targets.
-TARGET_WALL_RATIO = 1.0  # median wall time B/A
+TARGET_WALL_RATIO = 0.80  # median wall time B/A, full Fashion-MNIST
+TARGET_WALL_RATIO_SMALL = 0.85  # ... a student-sized run (--limit, fewer images)
+TARGET_FIRST_EPOCH_S = 0.5  # median B − A of the time from launch to the end of epoch 1
 TARGET_ACC_PP = 0.5  # |test accuracy B - A|, percentage points
 TARGET_RSS_RATIO = 1.3  # median peak RSS B/A
-TARGET_HELP_S = 1.0  # mnist-exp --help
+TARGET_HELP_S = 0.5  # mnist-exp --help
 TARGET_CFG_S = 1.5  # mnist-exp --cfg job
 
 
@@ -89,6 +91,8 @@ def summarize(pairs: List[Dict[str, Dict[str, Any]]]) -> Dict[str, Any]:
                 "cpu": b["cpu_s"] / a["cpu_s"] if a.get("cpu_s") else None,
                 "acc_pp": 100.0 * (b["test_accuracy"] - a["test_accuracy"]),
                 "wall_diff_s": b["wall_s"] - a["wall_s"],
+                "first_epoch_diff_s": (b["first_epoch_from_launch_s"]
+                                       - a["first_epoch_from_launch_s"]),
             }
         )
 
@@ -271,9 +275,19 @@ def _short_cmd(cmd: Sequence[str]) -> List[str]:
 
 def targets(report: Dict[str, Any]) -> List[tuple]:
     med = report["summary"]["median"]
+    small = "first" in str(report.get("data", {}).get("description", "")) \
+        or "digits" in str(report.get("data", {}).get("description", ""))
+    wall_target = TARGET_WALL_RATIO_SMALL if small else TARGET_WALL_RATIO
     rows = [
-        (f"median wall time B/A <= {TARGET_WALL_RATIO:g}", f"{med['wall']:.3f}",
-         med["wall"] <= TARGET_WALL_RATIO),
+        (f"median wall time B/A <= {wall_target:g}"
+         f" ({'a subset' if small else 'the full data'})", f"{med['wall']:.3f}",
+         med["wall"] <= wall_target),
+    ]
+    if med.get("first_epoch_diff_s") is not None:
+        rows.append((f"time to the end of epoch 1, B − A <= {TARGET_FIRST_EPOCH_S:g} s (median)",
+                     f"{med['first_epoch_diff_s']:+.2f} s",
+                     med["first_epoch_diff_s"] <= TARGET_FIRST_EPOCH_S))
+    rows += [
         (f"test accuracy within {TARGET_ACC_PP:g} pp (median B−A)",
          f"{med['acc_pp']:+.2f} pp" + (" (B higher)" if med["acc_pp"] > TARGET_ACC_PP else ""),
          abs(med["acc_pp"]) <= TARGET_ACC_PP),
@@ -284,6 +298,6 @@ def targets(report: Dict[str, Any]) -> List[tuple]:
                                ("cfg_job", "`mnist-exp --cfg job`", TARGET_CFG_S)):
         c = report["cli"].get(key)
         if c:
-            rows.append((f"{label} < {target:g} s (median)", f"{c['median_s']:.2f} s",
-                         c["median_s"] < target))
+            rows.append((f"{label} <= {target:g} s (median)", f"{c['median_s']:.2f} s",
+                         c["median_s"] <= target))
     return rows

@@ -1,6 +1,7 @@
 """Sweeps at speed and at scale: three measurements, each a section of a Markdown report.
 
     python bench/sweeps.py parallel   # 8-job digits sweep: sequential vs 2 joblib jobs
+    python bench/sweeps.py overhead   # 16-job sequential digits sweep: wall vs Σ fit time
     python bench/sweeps.py pruning    # 24-trial Optuna search: pruner=median vs none
     python bench/sweeps.py report     # a 10,000-job sweep's report: complete, how fast
     python bench/sweeps.py all --out bench/results-sweeps.md
@@ -9,6 +10,11 @@
   tracked: figures, model) with Hydra's basic launcher and with
   ``hydra/launcher=joblib hydra.launcher.n_jobs=2``, alternating, ``--pairs`` times,
   each a fresh process in a fresh directory. Target: sequential / parallel >= 1.6.
+- **overhead**: ``mnist-exp -m data=digits train.epochs=3 seed=1..16`` (Hydra's basic
+  launcher, model and metrics logged) with ``viz.sweep_figures=all`` (every job draws its
+  figures) and ``best`` (only the jobs that lead the sweep when they end), ``--pairs``
+  times. Target: wall time <= 1.3x the sum of the jobs' ``fit_seconds``, every job's
+  run complete (FINISHED, metrics, reports, logged model).
 - **pruning**: ``mnist-exp -m hparams_search=optuna`` on a Fashion-MNIST subset
   (``--limit`` images, ``--epochs`` epochs, ``viz=off``, no model), ``--trials`` trials,
   the same sampler seed, with ``hydra.sweeper.pruner=median`` and ``none``. Target: the
@@ -83,6 +89,49 @@ def parallel(args: argparse.Namespace, tmp: Path) -> Dict[str, Any]:
     seq, par = (median(v) for v in variants)
     return {"rows": rows, "sequential_s": seq, "parallel_s": par, "speedup": seq / par,
             "jobs": args.jobs}
+
+
+# ----------------------------------------------------------------------------- overhead
+def _completeness(uri: str) -> Dict[str, int]:
+    """How many job runs are complete: FINISHED, with metrics, reports and a logged model;
+    and how many have figures."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = [r for r in _runs(uri) if r.data.tags.get("sweep") != "true"]
+    experiments = sorted({r.info.experiment_id for r in runs})
+    models = {m.source_run_id for m in client.search_logged_models(experiments)}
+    complete = figures = 0
+    for r in runs:
+        artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
+        if (r.info.status == "FINISHED" and r.info.run_id in models
+                and {"objective", "test_accuracy", "fit_seconds"} <= set(r.data.metrics)
+                and {"metrics", "model"} <= artifacts):
+            complete += 1
+        figures += "plots" in artifacts
+    return {"jobs": len(runs), "complete": complete, "with_figures": figures,
+            "fit_sum": sum(r.data.metrics.get("fit_seconds", 0.0) for r in runs)}
+
+
+def overhead(args: argparse.Namespace, tmp: Path) -> Dict[str, Any]:
+    """A sequential sweep's wall time against the sum of its jobs' fits, with every job
+    drawing its figures (``viz.sweep_figures=all``, as before) and with only the jobs
+    that lead the sweep drawing them (``best``, the default)."""
+    seeds = ",".join(str(s) for s in range(1, args.sequential_jobs + 1))
+    base = ["data=digits", "train.epochs=3", f"seed={seeds}"]
+    rows = []
+    for pair in range(1, args.pairs + 1):
+        for policy in ("all", "best"):
+            workdir = tmp / f"overhead-{pair}-{policy}"
+            run = _sweep([*base, f"viz.sweep_figures={policy}"], workdir)
+            found = _completeness(f"sqlite:///{workdir / 'mlflow.db'}")
+            rows.append({"pair": pair, "variant": f"viz.sweep_figures={policy}",
+                         "wall": run["wall_s"], **found,
+                         "ratio": run["wall_s"] / found["fit_sum"]})
+            log(f"overhead pair {pair} {policy}: {run['wall_s']:.1f} s, "
+                f"Σfit {found['fit_sum']:.1f} s")
+    best = [r["ratio"] for r in rows if r["variant"].endswith("best")]
+    return {"rows": rows, "jobs": args.sequential_jobs, "ratio": statistics.median(best)}
 
 
 # ------------------------------------------------------------------------------ pruning
@@ -195,6 +244,19 @@ def render(results: Dict[str, Any], command: str) -> str:
         ok = "met" if p["speedup"] >= 1.6 else "NOT met"
         out += ["", f"Median wall: sequential {p['sequential_s']:.1f} s, joblib "
                 f"{p['parallel_s']:.1f} s: **{p['speedup']:.2f}x** (target >= 1.6x: {ok}).", ""]
+    if "overhead" in results:
+        o = results["overhead"]
+        out += [f"## Sweep overhead: sequential {o['jobs']}-job digits sweep, 3 epochs, "
+                "model and metrics logged", "",
+                "| pair | figures | wall s | Σ fit_seconds | wall / Σ fit | jobs complete | "
+                "jobs with figures |", "|---|---|---|---|---|---|---|"]
+        out += [f"| {r['pair']} | {r['variant']} | {r['wall']:.1f} | {r['fit_sum']:.1f} | "
+                f"{r['ratio']:.2f} | {r['complete']} of {r['jobs']} | {r['with_figures']} |"
+                for r in o["rows"]]
+        ok = "met" if o["ratio"] <= 1.3 else "NOT met"
+        out += ["", f"Wall / Σ fit_seconds with `viz.sweep_figures=best`: "
+                f"**{o['ratio']:.2f}** (target <= 1.3: {ok}). A job is complete when its run "
+                "is FINISHED with its metrics, reports and logged model.", ""]
     if "pruning" in results:
         r = results["pruning"]
         out += [f"## Pruning: {r['trials']}-trial Optuna search, Fashion-MNIST "
@@ -221,8 +283,10 @@ def render(results: Dict[str, Any], command: str) -> str:
 
 def main(argv: Any = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["parallel", "pruning", "report", "all"])
+    parser.add_argument("what", choices=["parallel", "overhead", "pruning", "report", "all"])
     parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument("--sequential-jobs", type=int, default=16,
+                        help="jobs of the overhead measurement's sweep")
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=8)
@@ -233,7 +297,7 @@ def main(argv: Any = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="write the Markdown here (and the numbers beside it, .json)")
     args = parser.parse_args(argv)
-    steps = ["parallel", "pruning", "report"] if args.what == "all" else [args.what]
+    steps = ["parallel", "overhead", "pruning", "report"] if args.what == "all" else [args.what]
     results: Dict[str, Any] = {"machine": machine_info(),
                                "date": time.strftime("%Y-%m-%d")}
     with tempfile.TemporaryDirectory(prefix="bench-sweeps-") as tmp:
