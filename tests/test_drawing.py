@@ -59,7 +59,7 @@ def test_a_child_that_dies_leaves_its_figures_to_the_parent(tmp_path):
 
 
 def test_a_child_that_hangs_is_stopped_and_its_figures_drawn_here(tmp_path, monkeypatch):
-    monkeypatch.setattr(drawing, "CHILD_TIMEOUT", 2.0)
+    monkeypatch.setattr(drawing, "CHILD_TIMEOUT", 1.0)
     expected = files_of_one(tmp_path)
     out = tmp_path / "hung"
     start = time.monotonic()

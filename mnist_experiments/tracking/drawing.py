@@ -7,7 +7,7 @@ process (the fork shares the parent's arrays; it only draws and writes files, ne
 touching TensorFlow or MLflow) and draws the other half itself.
 
 The child is an optimisation, never a dependency: if it cannot start, fails, or takes
-longer than :data:`CHILD_TIMEOUT`, the parent draws the child's figures itself, so a
+much longer than the parent's own share (:data:`CHILD_TIMEOUT`), the parent draws the child's figures itself, so a
 run logs every figure whatever happens to the child. The child ends with ``os._exit``
 (multiprocessing's fork start method), running no ``atexit`` handler of the parent's,
 and dies with the defaults on SIGINT and SIGTERM: a Ctrl-C stops it with its parent,
@@ -20,6 +20,7 @@ import json
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Sequence, Tuple
@@ -31,7 +32,9 @@ from mnist_experiments import figures
 # (artifact path, e.g. "plots/curves.png"; timer name; a builder returning a Figure)
 Task = Tuple[str, str, Callable[[], Any]]
 
-CHILD_TIMEOUT = 300.0  # seconds the parent waits for the child after its own share
+# after its own share, the parent waits for the child at most this long, or twice the
+# time its own share took if that is longer (the shares are about equal)
+CHILD_TIMEOUT = 10.0
 _CHILD_SECONDS = ".child-seconds.json"
 
 
@@ -45,7 +48,8 @@ def draw_files(tasks: Sequence[Task], out: Path, dpi: int, workers: int = 1) -> 
     """
     out = Path(out)
     tasks = list(tasks)
-    if workers < 2 or len(tasks) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    if (workers < 2 or len(tasks) < 2 or "fork" not in multiprocessing.get_all_start_methods()
+            or "ray" in sys.modules):  # a Ray worker's gRPC threads do not survive a fork
         return _draw(tasks, out, dpi)
     mine, theirs = tasks[0::2], tasks[1::2]
     report = out / _CHILD_SECONDS
@@ -57,8 +61,9 @@ def draw_files(tasks: Sequence[Task], out: Path, dpi: int, workers: int = 1) -> 
     except OSError:  # no memory for a fork, a process limit: all of them here
         return _draw(tasks, out, dpi)
     try:
+        start = time.perf_counter()
         seconds = _draw(mine, out, dpi)
-        child.join(CHILD_TIMEOUT)
+        child.join(max(CHILD_TIMEOUT, 2 * (time.perf_counter() - start)))
     finally:
         if child.is_alive():  # stuck, or the parent is unwinding (Ctrl-C)
             child.kill()
