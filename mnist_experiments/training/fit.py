@@ -16,6 +16,7 @@ import numpy as np
 from mnist_experiments.config.safety import safe_instantiate
 from mnist_experiments.errors import UserError
 from mnist_experiments.models.builder import NUM_CLASSES, build_model
+from mnist_experiments.training import reuse
 from mnist_experiments.training.augmentation import augmenter
 from mnist_experiments.training.callbacks import configure
 from mnist_experiments.training.checkpoints import Checkpoints, restore_model
@@ -215,14 +216,16 @@ def fit(
     (:mod:`~mnist_experiments.training.checkpoints`).
     """
     batch_size = int(cfg.train.batch_size)
-    model = build_and_compile(cfg, steps_per_epoch(len(y_train), batch_size))
+    steps = steps_per_epoch(len(y_train), batch_size)
+    classes = NUM_CLASSES if one_hot_labels(cfg.train) else 0
+    key = reuse.reuse_key(cfg, steps, x_train.shape[1:], classes)
+    model, _ = reuse.reuse(key, build_and_compile(cfg, steps))  # its weights are new
     state = checkpoints.state(name) if checkpoints is not None else None
     done = 0
     if state is not None:
         restore_model(model, state)
         done = state.epochs_done
         log.info("%sresuming after epoch %d of %d", prefix, done, int(cfg.train.epochs))
-    classes = NUM_CLASSES if one_hot_labels(cfg.train) else 0
     train_ds = make_dataset(x_train, y_train, batch_size, shuffle=True, seed=int(cfg.seed),
                             shuffle_buffer=cfg.train.shuffle_buffer, one_hot=classes,
                             epochs_done=done)
@@ -249,6 +252,7 @@ def fit(
         callbacks=[*progress, *configured.callbacks, logger, *(callbacks or []), *resume],
     )
     fit_seconds = time.perf_counter() - start
+    reuse.keep(key, model)  # the next fit of this configuration skips the tracing
     kept = {k: list(v) for k, v in state.history.items()} if state else {}
     for key, values in history.history.items():
         kept.setdefault(key, []).extend(float(v) for v in values)
