@@ -232,3 +232,63 @@ def requirements_from_this_environment() -> Any:
         yield True
     finally:
         setattr(environment, name, original)
+
+
+# Hydra versions whose private ConfigLoaderImpl.load_sweep_config is wrapped below.
+HYDRA_SWEEP_COMPOSE_PATCH_VERSIONS = ("1.3.",)
+SWEEP_CONFIGS_KEPT = 64  # job configs composed by the check, kept for the launcher
+
+
+def compose_each_sweep_job_once(kept: int = SWEEP_CONFIGS_KEPT) -> bool:
+    """Compose each job of a sweep once, not twice (~0.4 s per job on 2 cores here).
+
+    A Hydra sweeper first composes every job's config to check the batch
+    (``Sweeper.validate_batch_is_legal``, public), then its launcher composes each job
+    again to run it. The configs the check composed (the first ``kept`` of a batch) are
+    handed to the launcher in the same process, each once: the launcher writes the
+    job's id and number into it, and nobody else holds it. Launchers whose jobs compose
+    in other processes (joblib, Submitit, Ray) compose there as before. Private API:
+    ``hydra._internal.config_loader_impl.ConfigLoaderImpl.load_sweep_config``
+    (Hydra 1.3.x); any other Hydra is left alone.
+
+    Returns whether the patch is applied.
+    """
+    import hydra
+    from hydra.plugins.sweeper import Sweeper
+
+    if not hydra.__version__.startswith(HYDRA_SWEEP_COMPOSE_PATCH_VERSIONS):
+        return False
+    try:
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    except ImportError:  # pragma: no cover - checked by tests/test_compat.py
+        return False
+    compose = ConfigLoaderImpl.load_sweep_config
+    if getattr(compose, "composes_once", False):
+        return True
+    check = Sweeper.validate_batch_is_legal
+    composed: dict = {}  # (id of the master config, overrides) -> (master, job config)
+    checking = []
+
+    def validate_batch_is_legal(self, batch):
+        composed.clear()  # a new batch: what the last one left is not needed
+        checking.append(True)
+        try:
+            return check(self, batch)
+        finally:
+            checking.pop()
+
+    def load_sweep_config(self, master_config, sweep_overrides):
+        key = (id(master_config), tuple(sweep_overrides))
+        if not checking:
+            master, config = composed.pop(key, (None, None))
+            if master is master_config:
+                return config
+        config = compose(self, master_config, sweep_overrides)
+        if checking and len(composed) < kept:
+            composed[key] = (master_config, config)
+        return config
+
+    load_sweep_config.composes_once = True
+    Sweeper.validate_batch_is_legal = validate_batch_is_legal
+    ConfigLoaderImpl.load_sweep_config = load_sweep_config
+    return True

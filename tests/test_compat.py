@@ -153,3 +153,50 @@ def test_the_requirements_check_patch_still_applies():
         source = open(environment.__file__).read()
         assert "warn_dependency_requirement_mismatches(" in source
     assert environment.warn_dependency_requirement_mismatches is original
+
+
+def test_hydra_sweep_compose_patch_still_applies(tmp_path):
+    """A sweep's job configs are composed once: the check's are handed to the launcher."""
+    if not hydra.__version__.startswith(compat.HYDRA_SWEEP_COMPOSE_PATCH_VERSIONS):
+        pytest.fail(f"Hydra {hydra.__version__} is not a version the sweep compose patch was "
+                    f"written for ({compat.HYDRA_SWEEP_COMPOSE_PATCH_VERSIONS}); check "
+                    "ConfigLoaderImpl.load_sweep_config and update "
+                    "compat.compose_each_sweep_job_once")
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.plugins.sweeper import Sweeper
+
+    originals = ConfigLoaderImpl.load_sweep_config, Sweeper.validate_batch_is_legal
+    calls = []
+
+    def counting(self, master_config, sweep_overrides):
+        calls.append(list(sweep_overrides))
+        return originals[0](self, master_config, sweep_overrides)
+
+    try:
+        ConfigLoaderImpl.load_sweep_config = counting
+        assert compat.compose_each_sweep_job_once(kept=2)
+        assert compat.compose_each_sweep_job_once(kept=2)  # twice: wrapped once
+        from hydra import compose, initialize_config_module
+        from hydra.core.global_hydra import GlobalHydra
+
+        with initialize_config_module("mnist_experiments.conf", version_base="1.3"):
+            master = compose("config", return_hydra_config=True)
+            loader = GlobalHydra.instance().config_loader()
+            batch = [["data=digits", f"seed={seed}"] for seed in (1, 2, 3)]
+
+            class Checker(Sweeper):  # the public check every Hydra sweeper calls
+                def setup(self, *args, **kwargs): ...
+                def sweep(self, arguments): ...
+
+            checker = Checker()
+            checker.config, checker.config_loader, checker.hydra_context = master, loader, None
+            checker.validate_batch_is_legal(batch)
+            assert len(calls) == 3
+            jobs = [loader.load_sweep_config(master, job) for job in batch]
+        assert len(calls) == 4  # the first two were kept: only the third composed again
+        assert [int(job.seed) for job in jobs] == [1, 2, 3]
+        assert all(job.data.name == "digits" for job in jobs)
+        again = loader.load_sweep_config(master, batch[0])  # each is handed over once
+        assert again is not jobs[0] and len(calls) == 5
+    finally:
+        ConfigLoaderImpl.load_sweep_config, Sweeper.validate_batch_is_legal = originals

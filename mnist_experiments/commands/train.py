@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from mnist_experiments import terminal
 from mnist_experiments.commands import version_text
 from mnist_experiments.compat import (
+    compose_each_sweep_job_once,
     hide_help_groups,
     report_errors_with,
     share_config_repository_for_help,
@@ -136,6 +137,7 @@ def main() -> None:
     except ConfigError as exc:
         print(f"mnist-exp: {exc}", file=sys.stderr)
         sys.exit(1)
+    compose_each_sweep_job_once()  # not once to check the sweep and again to run the job
     with signals.handled():
         try:
             app()
