@@ -42,6 +42,7 @@ def _stopped_after(epoch: int):
     return saved
 
 
+@pytest.mark.slow  # it trains models (the quick subset trains none)
 @pytest.mark.parametrize("overrides", [
     [],
     ["augment=light", "callbacks=[early_stopping,reduce_lr]", "schedule=constant",
