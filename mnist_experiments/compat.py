@@ -13,13 +13,30 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Any, Callable, ContextManager, Optional, Sequence
+from typing import Any, Callable, ContextManager, Optional, Sequence, Tuple
 
 # Hydra versions whose private CachingConfigRepository has the shape patched below.
 HYDRA_HELP_PATCH_VERSIONS = ("1.3.",)
 # Hydra versions whose private help and error reporting (Hydra.format_config_groups,
 # hydra._internal.utils.run_and_report, JobReturn.return_value) are patched below.
 HYDRA_REPORT_PATCH_VERSIONS = ("1.3.",)
+
+
+def _hydra_internal(versions: Tuple[str, ...], module: str, name: Optional[str] = None) -> Any:
+    """The private ``hydra._internal.<module>`` (or its attribute ``name``) when this
+    Hydra's version starts with one of ``versions`` and still has it, else ``None``: the
+    caller then leaves Hydra alone, and tests/test_compat.py says which one is gone."""
+    import importlib
+
+    import hydra
+
+    if not hydra.__version__.startswith(versions):
+        return None
+    try:
+        found = importlib.import_module(f"hydra._internal.{module}")
+        return found if name is None else getattr(found, name)
+    except (ImportError, AttributeError):
+        return None
 
 
 def share_config_repository_for_help() -> bool:
@@ -32,13 +49,9 @@ def share_config_repository_for_help() -> bool:
 
     Returns whether the patch was applied.
     """
-    import hydra
-
-    if not hydra.__version__.startswith(HYDRA_HELP_PATCH_VERSIONS):
-        return False
-    try:
-        from hydra._internal.config_repository import CachingConfigRepository
-    except ImportError:  # pragma: no cover - checked by tests/test_compat.py
+    CachingConfigRepository = _hydra_internal(HYDRA_HELP_PATCH_VERSIONS, "config_repository",
+                                              "CachingConfigRepository")
+    if CachingConfigRepository is None:  # pragma: no cover - checked by tests/test_compat.py
         return False
 
     def __init__(self, delegate):
@@ -57,13 +70,8 @@ def hide_help_groups(prefixes: Sequence[str]) -> bool:
     (Hydra 1.1-1.3), which lists every group the predicate accepts. Any other Hydra: left
     alone (the groups are listed). Returns whether the patch was applied.
     """
-    import hydra
-
-    if not hydra.__version__.startswith(HYDRA_REPORT_PATCH_VERSIONS):
-        return False
-    try:
-        from hydra._internal.hydra import Hydra
-    except ImportError:  # pragma: no cover - checked by tests/test_compat.py
+    Hydra = _hydra_internal(HYDRA_REPORT_PATCH_VERSIONS, "hydra", "Hydra")
+    if Hydra is None:  # pragma: no cover - checked by tests/test_compat.py
         return False
     original = getattr(Hydra.format_config_groups, "__wrapped__", Hydra.format_config_groups)
     hidden = tuple(prefixes)
@@ -89,15 +97,10 @@ def report_errors_with(describe: Callable[[BaseException], Optional[str]], prog:
     return_value``, which writes that line before it re-raises a failed job's error. Any
     other Hydra: left alone. Returns whether the patches were applied.
     """
-    import hydra
-
-    if not hydra.__version__.startswith(HYDRA_REPORT_PATCH_VERSIONS):
+    utils = _hydra_internal(HYDRA_REPORT_PATCH_VERSIONS, "utils")
+    if utils is None:  # pragma: no cover - checked by tests/test_compat.py
         return False
-    try:
-        from hydra._internal import utils
-        from hydra.core.utils import JobReturn, JobStatus
-    except ImportError:  # pragma: no cover - checked by tests/test_compat.py
-        return False
+    from hydra.core.utils import JobReturn, JobStatus
     original = getattr(utils.run_and_report, "__wrapped__", utils.run_and_report)
     prop = JobReturn.__dict__["return_value"]
     getter = getattr(prop.fget, "__wrapped__", prop.fget)
@@ -253,14 +256,11 @@ def compose_each_sweep_job_once(kept: int = SWEEP_CONFIGS_KEPT) -> bool:
 
     Returns whether the patch is applied.
     """
-    import hydra
     from hydra.plugins.sweeper import Sweeper
 
-    if not hydra.__version__.startswith(HYDRA_SWEEP_COMPOSE_PATCH_VERSIONS):
-        return False
-    try:
-        from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    except ImportError:  # pragma: no cover - checked by tests/test_compat.py
+    ConfigLoaderImpl = _hydra_internal(HYDRA_SWEEP_COMPOSE_PATCH_VERSIONS, "config_loader_impl",
+                                       "ConfigLoaderImpl")
+    if ConfigLoaderImpl is None:  # pragma: no cover - checked by tests/test_compat.py
         return False
     compose = ConfigLoaderImpl.load_sweep_config
     if getattr(compose, "composes_once", False):

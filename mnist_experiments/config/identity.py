@@ -20,9 +20,14 @@ NOT_THE_CONFIGURATION = ("seed", "mlflow", "viz", "hydra", "resume")
 
 def config_id(cfg: Any) -> str:
     """12 hex digits of SHA-256 over the configuration's canonical JSON."""
-    container = (OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    return hashlib.sha256(canonical(cfg).encode()).hexdigest()[:12]
+
+
+def canonical(cfg: Any, resolve: bool = True) -> str:
+    """The configuration's canonical JSON: ``cfg`` without :data:`NOT_THE_CONFIGURATION`,
+    its keys sorted (``resolve=False`` keeps interpolations as written)."""
+    container = (OmegaConf.to_container(cfg, resolve=resolve, enum_to_str=True)
                  if isinstance(cfg, DictConfig) else cfg)
     assert isinstance(container, Mapping)
     body = {k: v for k, v in container.items() if k not in NOT_THE_CONFIGURATION}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)

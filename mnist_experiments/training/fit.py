@@ -218,8 +218,8 @@ def fit(
     batch_size = int(cfg.train.batch_size)
     steps = steps_per_epoch(len(y_train), batch_size)
     classes = NUM_CLASSES if one_hot_labels(cfg.train) else 0
-    key = reuse.reuse_key(cfg, steps, x_train.shape[1:], classes)
-    model, _ = reuse.reuse(key, build_and_compile(cfg, steps))  # its weights are new
+    compiled_as = reuse.reuse_key(cfg, steps, x_train.shape[1:], classes)
+    model = reuse.reuse(compiled_as, build_and_compile(cfg, steps))  # its weights are new
     state = checkpoints.state(name) if checkpoints is not None else None
     done = 0
     if state is not None:
@@ -252,7 +252,7 @@ def fit(
         callbacks=[*progress, *configured.callbacks, logger, *(callbacks or []), *resume],
     )
     fit_seconds = time.perf_counter() - start
-    reuse.keep(key, model)  # the next fit of this configuration skips the tracing
+    reuse.keep(compiled_as, model)  # the next fit of this configuration skips the tracing
     kept = {k: list(v) for k, v in state.history.items()} if state else {}
     for key, values in history.history.items():
         kept.setdefault(key, []).extend(float(v) for v in values)

@@ -25,11 +25,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Tuple
 
 import keras
 
-from mnist_experiments.config.identity import NOT_THE_CONFIGURATION
+from mnist_experiments.config.identity import canonical
 
 log = logging.getLogger(__name__)
 
@@ -39,31 +39,26 @@ _kept: Dict[str, Any] = {}  # at most one: {key: model}
 
 
 def reuse_key(cfg: Any, steps: int, input_shape: Tuple[int, ...], one_hot: int) -> str:
-    """What the compiled model depends on: the config without the keys that do not
-    change what is trained (those that ``config_id`` leaves out, the seed among them;
-    unresolved, so that values interpolated from the seed stay equal), the optimizer's
-    steps per epoch (schedules), the input shape and the label encoding."""
-    from omegaconf import DictConfig, OmegaConf
-
-    container = (OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig)
-                 else dict(cfg))
-    shaping = {k: v for k, v in container.items() if k not in NOT_THE_CONFIGURATION}
-    return json.dumps([shaping, int(steps), list(input_shape), int(one_hot)],
-                      sort_keys=True, default=str)
+    """What the compiled model depends on: the configuration as ``config_id`` sees it
+    (without the seed, tracking and figures; unresolved, so that values interpolated
+    from the seed stay equal), the optimizer's steps per epoch (schedules), the input
+    shape and the label encoding."""
+    return json.dumps([canonical(cfg, resolve=False), int(steps), list(input_shape),
+                       int(one_hot)])
 
 
-def reuse(key: str, fresh: keras.Model) -> Tuple[keras.Model, bool]:
+def reuse(key: str, fresh: keras.Model) -> keras.Model:
     """The model to fit: the kept one loaded with ``fresh``'s state when ``key`` is the
     key of the last completed fit and both models have the same variables, else
-    ``fresh``. The second value says whether it was reused."""
-    kept = _kept.get(key)
+    ``fresh``."""
     if os.environ.get(ENVIRONMENT, "1").strip().lower() in ("0", "false", "no", "off"):
-        return fresh, False
-    if kept is None or kept is fresh or not _load(kept, fresh):
-        return fresh, False
+        return fresh
+    kept = _kept.get(key)
+    if kept is None or not _load(kept, fresh):
+        return fresh
     log.info("the model's compiled functions are reused from the previous fit of this "
              "configuration (its weights and optimizer state are new)")
-    return kept, True
+    return kept
 
 
 def keep(key: str, model: keras.Model) -> None:
@@ -93,9 +88,8 @@ def _load(kept: keras.Model, fresh: keras.Model) -> bool:
         return False
     for target, source in pairs + optimizer_pairs:
         target.assign(source)
-    kept.stop_training = False
     return True
 
 
-def _layout(variable: Any) -> Optional[Tuple[Tuple[int, ...], str]]:
+def _layout(variable: Any) -> Tuple[Tuple[int, ...], str]:
     return tuple(variable.shape), str(variable.dtype)
