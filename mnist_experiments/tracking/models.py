@@ -184,8 +184,10 @@ def load(spec: str, tracking_uri: Optional[str] = None, cwd: Optional[str] = Non
     if local:
         try:
             store = existing_store_uri(tracking_uri, cwd, must_exist=True)
-        except ModelError:
-            store = None  # a local model works without a store (default class names)
+        except UserError:  # no ./mlflow.db: a local model works without a store
+            if tracking_uri:  # (default class names), but a store asked for must exist
+                raise
+            store = None
     else:
         store = existing_store_uri(tracking_uri, cwd, must_exist=True)
 
