@@ -75,7 +75,8 @@ def test_a_pruned_search_prunes_and_says_what_mattered(tmp_path):
                       # hopeless ones come (checked: RandomSampler(seed=10) on this space)
                       "hydra.sweeper.sampler=random", "hydra.sweeper.seed=10",
                       "hydra.sweeper.pruner=median", "optimizer=adam",
-                      "optimizer.learning_rate=choice(0.003,0.0000001)"], tmp_path)
+                      "optimizer.learning_rate=choice(0.003,0.0000001)",
+                      "mlflow.log_model=true"], tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     (sweep_dir,) = (tmp_path / "outputs" / "multirun").iterdir()
     study = _study(tmp_path, sweep_dir)
@@ -88,12 +89,22 @@ def test_a_pruned_search_prunes_and_says_what_mattered(tmp_path):
     runs = all_runs(store_uri(tmp_path))
     (parent,) = [r for r in runs if r.data.tags.get("sweep") == "true"]
     by_job = {r.data.tags["sweep.job_num"]: r for r in runs if r is not parent}
+    with_model = {m.source_run_id for m in
+                  client.search_logged_models([parent.info.experiment_id])}
     for trial in pruned:
         run = by_job[str(trial.number)]
         assert run.info.status == "FINISHED" and run.data.tags["pruned"] == "true"
         epochs = client.get_metric_history(run.info.run_id, "val_accuracy")
         stopped = int(run.data.tags["pruned_at_epoch"])
         assert [m.step for m in epochs] == list(range(1, stopped + 1)) and stopped < 4
+        # abandoned as Optuna abandons a pruned trial: not tested, no model
+        assert "test_accuracy" not in run.data.metrics and "fit_seconds" in run.data.metrics
+        assert run.data.tags["test"] == "not evaluated: the trial was pruned"
+        assert run.info.run_id not in with_model
+    complete = [by_job[str(t.number)] for t in
+                study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    assert complete and all("test_accuracy" in r.data.metrics for r in complete)
+    assert {r.info.run_id for r in complete} <= with_model
     # the leaderboard lists them as PRUNED, after the finished jobs, and not as failures
     rows = (sweep_dir / "summary.csv").read_text()
     assert rows.count(",PRUNED,") == len(pruned)
