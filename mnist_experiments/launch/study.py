@@ -21,7 +21,7 @@ STUDY_FILE = "optuna.json"
 PRUNERS = ("median", "hyperband", "none")
 SAMPLERS = ("tpe", "random")
 # the first epochs of the first trials are never pruned: the median of nothing is noise
-STARTUP_TRIALS, WARMUP_EPOCHS = 4, 1
+STARTUP_TRIALS, WARMUP_EPOCHS = 4, 2
 
 
 def search_space(params: Dict[str, str], arguments: List[str]) -> Tuple[Dict[str, Any], List[str]]:
