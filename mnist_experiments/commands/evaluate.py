@@ -56,7 +56,7 @@ from typing import Any, Dict, Optional, Sequence
 
 from mnist_experiments.commands import add_version
 from mnist_experiments.errors import ConfigError, UserError
-from mnist_experiments.launch import signals
+from mnist_experiments.launch import heap, signals
 
 DEFAULT_EXPERIMENT = "evaluations"
 
@@ -163,9 +163,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         check_overrides(args.overrides)
         # heavy (TensorFlow, MLflow): only once the command line is known to be good
-        from mnist_experiments.config.compose import compose_config
-        from mnist_experiments.tracking.models import load
-        from mnist_experiments.workflows.evaluate import eval_overrides, evaluate
+        with heap.heavy_imports():
+            from mnist_experiments.config.compose import compose_config
+            from mnist_experiments.tracking.models import load
+            from mnist_experiments.workflows.evaluate import eval_overrides, evaluate
 
         loaded = load(args.model, tracking_uri=args.tracking_uri)
         overrides, origin, warnings = eval_overrides(loaded.run_config, args.overrides)

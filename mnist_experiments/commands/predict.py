@@ -26,7 +26,7 @@ from typing import Any, Dict, Optional, Sequence
 
 from mnist_experiments.commands import add_version
 from mnist_experiments.errors import UserError
-from mnist_experiments.launch import signals
+from mnist_experiments.launch import heap, signals
 
 EXIT_OK = 0
 
@@ -105,8 +105,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               file=sys.stderr)
         return EXIT_SOME_FAILED
 
-    from mnist_experiments.tracking.models import load  # heavy: TensorFlow, MLflow
-    from mnist_experiments.workflows.predict import classify
+    with heap.heavy_imports():
+        from mnist_experiments.tracking.models import load  # heavy: TensorFlow, MLflow
+        from mnist_experiments.workflows.predict import classify
 
     try:
         loaded = load(args.model, tracking_uri=args.tracking_uri)

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from mnist_experiments.commands import add_version
 from mnist_experiments.errors import UserError
-from mnist_experiments.launch import signals
+from mnist_experiments.launch import heap, signals
 
 PROG = "mnist-exp-reproduce"
 EXIT_INCONSISTENT = 1
@@ -195,7 +195,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         expected = _parse_expect(args.expect)
         if not (args.tolerance >= 0 and math.isfinite(args.tolerance)):
             raise UserError(f"--tolerance {args.tolerance} is invalid: give a number >= 0.")
-        from mnist_experiments.workflows.reproduce import Request, reproduce  # heavy
+        with heap.heavy_imports():
+            from mnist_experiments.workflows.reproduce import Request, reproduce  # heavy
 
         result = reproduce(Request(
             run=args.run, tolerance=args.tolerance, tracking_uri=args.tracking_uri,

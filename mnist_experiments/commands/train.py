@@ -30,7 +30,7 @@ from mnist_experiments.config.identity import config_id
 from mnist_experiments.config.schema import register_configs
 from mnist_experiments.config.validation import validate
 from mnist_experiments.errors import ConfigError, UserError, disk_full_error, no_space_left
-from mnist_experiments.launch import numerics, signals
+from mnist_experiments.launch import heap, numerics, signals
 from mnist_experiments.launch.callback import MlflowSweepCallback
 from mnist_experiments.launch.context import JobContext
 from mnist_experiments.launch.files import finished_before
@@ -102,7 +102,8 @@ def _job(cfg: DictConfig) -> Optional[float]:
         raise
     # a brand-new SQLite store is built by a helper process while TensorFlow imports
     with context.start_store_creation(cfg) as creation:
-        from mnist_experiments.workflows.experiment import run_experiment  # heavy
+        with heap.heavy_imports():
+            from mnist_experiments.workflows.experiment import run_experiment  # heavy
 
         try:
             return run_experiment(cfg, context, creation).objective

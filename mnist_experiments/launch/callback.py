@@ -34,7 +34,7 @@ from omegaconf import DictConfig
 from mnist_experiments.compat import job_return_value
 from mnist_experiments.config.identity import config_id
 from mnist_experiments.errors import UserError
-from mnist_experiments.launch import signals
+from mnist_experiments.launch import heap, signals
 from mnist_experiments.launch.files import (
     absolute,
     read_sweep_file,
@@ -108,7 +108,8 @@ class MlflowSweepCallback(Callback):
             check_store(uri)
             creation = StoreCreation.start(uri, str(config.mlflow.experiment_name))
             try:
-                from mnist_experiments.workflows import sweep  # heavy: MLflow
+                with heap.heavy_imports():
+                    from mnist_experiments.workflows import sweep  # heavy: MLflow
 
                 self._sweep = sweep.start(config, creation)
             finally:
