@@ -19,6 +19,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from mnist_experiments import data
+from mnist_experiments.config.schema import MIN_LIMIT as CONFIG_MIN_LIMIT
 from mnist_experiments.data import (
     Dataset,
     RawData,
@@ -518,6 +519,7 @@ def test_split_config_errors():
     with pytest.raises(DataError, match="data.val_fraction=1.5"):
         split(raw, SimpleNamespace(validation="holdout", val_fraction=1.5, limit=None), seed=0)
     assert data.MIN_LIMIT == 20  # two images per class, the bound the config checks too
+    assert CONFIG_MIN_LIMIT == data.MIN_LIMIT
     too_few = SimpleNamespace(validation="test_halves", limit=data.MIN_LIMIT - 1)
     with pytest.raises(DataError, match=r"data\.limit=19 is invalid: it must be at least 20"):
         split(raw, too_few, seed=0)

@@ -20,9 +20,13 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from mnist_experiments.config.capacity import NUM_CLASSES
 from mnist_experiments.config.options import REGISTRIES
 from mnist_experiments.config.rules import bounded
-from mnist_experiments.data.splits import MIN_LIMIT  # two images per class
+
+# two images per class: mnist_experiments.data.MIN_LIMIT, which the loader checks too
+# (a constant here: importing the data package would load NumPy into `mnist-exp --help`)
+MIN_LIMIT = 2 * NUM_CLASSES
 
 IMAGE_SIZE = 28
 # oneDNN's instruction sets (ONEDNN_MAX_CPU_ISA), from the smallest to the largest
