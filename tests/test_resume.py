@@ -4,6 +4,7 @@ every callback's state), with whatever augmentation, dropout, shuffle and callba
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -67,8 +68,8 @@ def test_a_fit_stopped_after_epoch_2_of_4_resumes_bit_identical(tmp_path, overri
 
 
 # ------------------------------------------------------------------ mnist-exp resume=
-# 12 short epochs (~0.4 s each), interrupted after the second: the run is still training
-# when the signal comes even if this test's process is slow to see epoch 2 end (a busy machine)
+# 12 short epochs, interrupted after the second (see _kill_after: the run is held stopped
+# while its state is checked, so it is still training when the signal comes)
 CLI = ["data=digits", "data.limit=1000", "model=seed_tiny", "optimizer=adam", "train.epochs=12",
        "viz.enabled=false"]
 PER_EPOCH = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
@@ -83,17 +84,29 @@ def _start(args, cwd):
 
 
 def _kill_after(process, state: Path, epochs: int, signum: int) -> str:
-    """Send ``signum`` once ``state`` holds ``epochs`` epochs; return the stderr."""
+    """Send ``signum`` once ``state`` holds ``epochs`` epochs; return the stderr.
+
+    The run is held stopped (SIGSTOP) whenever its state is read, and goes on in 50 ms
+    slices (SIGCONT) in between: it cannot train past the check before the signal comes,
+    however slowly this process gets the CPU (on a busy machine it once saw epoch 2 only
+    after the run had finished all 12)."""
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if TrainingState.load(state).epochs_done >= epochs:
-                break
-        except (OSError, ValueError, KeyError):
-            pass  # not written yet
-        time.sleep(0.01)
-    assert process.poll() is None, "the run ended before it could be interrupted"
-    process.send_signal(signum)
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if TrainingState.load(state).epochs_done >= epochs:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass  # not written yet
+            os.kill(process.pid, signal.SIGCONT)
+            time.sleep(0.05)
+            os.kill(process.pid, signal.SIGSTOP)
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        process.send_signal(signum)  # (delivered as the run goes on, below)
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGCONT)
     _, stderr = process.communicate(timeout=120)
     return stderr
 
