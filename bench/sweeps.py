@@ -18,9 +18,10 @@
   run complete (FINISHED, metrics, reports, logged model).
 - **pruning**: ``mnist-exp -m hparams_search=optuna`` on a Fashion-MNIST subset
   (``--limit`` images, ``--epochs`` epochs, ``viz=off``, no model), ``--trials`` trials,
-  the same sampler seed, with ``hydra.sweeper.pruner=median`` and ``none``. Target: the
-  pruned search's best objective within 0.5 percentage points of the unpruned one, in at
-  most 60% of its wall time.
+  the same sampler seed, with ``hydra.sweeper.pruner=median`` and ``none``, for each of
+  ``--sweeper-seeds`` (default 1; which trial wins one search is chance, so several seeds
+  give the spread of the gap). Target: the pruned search's best objective within 0.5
+  percentage points of the unpruned one, in at most 60% of its wall time (the medians).
 - **report**: a simulated sweep of N finished jobs (a parent run, N child runs with
   their tags, params and metrics, N ``job.json`` records, written with MLflow's client
   into a fresh SQLite store), then ``mnist-exp-report <sweep dir>`` timed, for each N of
