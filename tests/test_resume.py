@@ -80,7 +80,10 @@ def _start(args, cwd):
 
     return subprocess.Popen([sys.executable, "-m", "mnist_experiments", *args], cwd=cwd,
                             env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True,
+                            # a test run started in the background (`pytest &`, `nohup`)
+                            # inherits SIGINT ignored, and so would the run (tests/faults.py)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _kill_after(process, state: Path, epochs: int, signum: int) -> str:
