@@ -15,6 +15,12 @@ import pytest
 from conftest import cli_env
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` of a run a test will interrupt: a test run started in the background
+    (`pytest &`, `nohup`) inherits SIGINT ignored, and so would the run."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Job:
     """``python -m mnist_experiments ARGS`` in ``cwd``, in a session (process group) of its
     own, its output read line by line, so a test can signal it at a chosen moment."""
@@ -24,9 +30,7 @@ class Job:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", module, *args], cwd=cwd, env=cli_env(),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True,
-            # a test run started in the background (`pytest &`) inherits SIGINT ignored
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            start_new_session=True, preexec_fn=default_sigint,
         )
 
     def wait_for(self, text: str, timeout: float = 300) -> str:

@@ -77,13 +77,11 @@ PER_EPOCH = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
 def _start(args, cwd):
     from conftest import cli_env
+    from faults import default_sigint
 
     return subprocess.Popen([sys.executable, "-m", "mnist_experiments", *args], cwd=cwd,
                             env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True,
-                            # a test run started in the background (`pytest &`, `nohup`)
-                            # inherits SIGINT ignored, and so would the run (tests/faults.py)
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            text=True, preexec_fn=default_sigint)
 
 
 def _kill_after(process, state: Path, epochs: int, signum: int) -> str:
@@ -91,8 +89,7 @@ def _kill_after(process, state: Path, epochs: int, signum: int) -> str:
 
     The run is held stopped (SIGSTOP) whenever its state is read, and goes on in 50 ms
     slices (SIGCONT) in between: it cannot train past the check before the signal comes,
-    however slowly this process gets the CPU (on a busy machine it once saw epoch 2 only
-    after the run had finished all 12)."""
+    however slowly this process gets the CPU."""
     deadline = time.monotonic() + 300
     os.kill(process.pid, signal.SIGSTOP)
     try:
