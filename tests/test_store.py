@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -50,3 +53,45 @@ def test_only_a_missing_sqlite_store_is_created(tmp_path):
         StoreCreation.start("http://127.0.0.1:9", "digits")
     assert StoreCreation.start(f"sqlite:///{tmp_path}/no/such/dir/mlflow.db", "x").process is None
     assert StoreCreation().install() is False
+
+
+_SWEEP_START = """
+import json, os, sys
+from hydra import compose, initialize_config_module
+import mnist_experiments.commands.train  # noqa: F401 (the schemas)
+from mnist_experiments.launch.callback import MlflowSweepCallback
+with initialize_config_module("mnist_experiments.conf", version_base="1.3"):
+    cfg = compose(config_name="config", overrides=sys.argv[1:], return_hydra_config=True)
+MlflowSweepCallback().on_multirun_start(cfg)
+print(json.dumps({"tensorflow": "tensorflow" in sys.modules,
+                  "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher, store_exists, imported", [
+    ("basic", False, True),     # the helper builds the store meanwhile: TF imports then
+    ("basic", True, False),     # nothing to wait for: the first job imports it
+    ("joblib", False, False),   # the jobs run in workers: never in the launching process
+])
+def test_a_sequential_sweep_imports_tensorflow_while_its_new_store_is_built(
+        tmp_path, launcher, store_exists, imported):
+    import json
+
+    from conftest import cli_env
+
+    if store_exists:
+        ensure_experiment(f"sqlite:///{tmp_path}/mlflow.db", "mnist-experiments")
+    script = tmp_path / "start.py"
+    script.write_text(_SWEEP_START)
+    overrides = ["data=digits", "train.onednn=false", f"hydra.sweep.dir={tmp_path}/sweep"]
+    if launcher == "joblib":
+        overrides.append("hydra/launcher=joblib")
+    done = subprocess.run([sys.executable, str(script), *overrides], cwd=tmp_path,
+                          env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    state = json.loads(done.stdout.splitlines()[0])
+    assert state["tensorflow"] is imported
+    if imported:  # TensorFlow loaded with the sweep's settings, applied before it
+        assert state["onednn"] == "0"
+    assert (tmp_path / "mlflow.db").is_file()  # and the store was installed all the same

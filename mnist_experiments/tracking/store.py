@@ -141,6 +141,11 @@ class StoreCreation:
             return cls()
         return cls(process, db, temporary)
 
+    @property
+    def building(self) -> bool:
+        """Whether a helper builds a new store (the caller has time to use meanwhile)."""
+        return self.process is not None
+
     def install(self, timeout: float = 120.0) -> bool:
         """Wait for the helper and put the store in place; True if this installed it."""
         if self.process is None:
