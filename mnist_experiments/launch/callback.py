@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import copy
+import importlib
 import logging
 import os
 import sys
@@ -82,7 +83,7 @@ def import_job_modules(config: DictConfig) -> None:
     OmegaConf.set_readonly(cfg, False)
     try:
         numerics.prepare(cfg)
-        import mnist_experiments.workflows.experiment  # noqa: F401 - heavy: TensorFlow
+        importlib.import_module("mnist_experiments.workflows.experiment")  # TensorFlow
     except Exception:  # noqa: BLE001 - the job imports it again and reports the error
         log.debug("importing the jobs' modules early failed", exc_info=True)
 
