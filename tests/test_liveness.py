@@ -102,7 +102,7 @@ def test_a_run_killed_by_sigkill_is_ended_by_the_next_run(tmp_path):
     assert statuses[name][0] == "KILLED"
     assert "ended without ending the run" in statuses[name][1]
     assert "FINISHED" in [s for s, _ in statuses.values()]
-    assert f"as KILLED" in result.stderr + result.stdout
+    assert "as KILLED" in result.stderr + result.stdout
 
 
 @pytest.mark.slow

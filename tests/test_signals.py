@@ -80,7 +80,7 @@ def test_ctrl_c_at_a_job_boundary_stops_a_sequential_sweep(tmp_path):
     assert len(jobs) < 4  # the sweep stopped: not every job ran
     assert "sweep parent run" in last and "KILLED" in last
     assert f"run the same command again with hydra.sweep.dir={tmp_path / 'sweep'}" in last
-    assert f"of the 4 planned jobs never ran" in (tmp_path / "sweep" / "summary.md").read_text()
+    assert "of the 4 planned jobs never ran" in (tmp_path / "sweep" / "summary.md").read_text()
     assert json.loads((tmp_path / "sweep" / "0" / "job.json").read_text())["status"] == "FINISHED"
 
 
