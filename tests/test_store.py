@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
 from mlflow.tracking import MlflowClient
 
+from conftest import cli_env
 from mnist_experiments.tracking.preflight import StoreError
 from mnist_experiments.tracking.store import StoreCreation
 from mnist_experiments.tracking.runs import ensure_experiment
@@ -76,18 +78,12 @@ print(json.dumps({"tensorflow": "tensorflow" in sys.modules,
 ])
 def test_a_sequential_sweep_imports_tensorflow_while_its_new_store_is_built(
         tmp_path, launcher, store_exists, imported):
-    import json
-
-    from conftest import cli_env
-
     if store_exists:
         ensure_experiment(f"sqlite:///{tmp_path}/mlflow.db", "mnist-experiments")
-    script = tmp_path / "start.py"
-    script.write_text(_SWEEP_START)
     overrides = ["data=digits", "train.onednn=false", f"hydra.sweep.dir={tmp_path}/sweep"]
     if launcher == "joblib":
         overrides.append("hydra/launcher=joblib")
-    done = subprocess.run([sys.executable, str(script), *overrides], cwd=tmp_path,
+    done = subprocess.run([sys.executable, "-c", _SWEEP_START, *overrides], cwd=tmp_path,
                           env=cli_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     state = json.loads(done.stdout.splitlines()[0])

@@ -96,7 +96,7 @@ class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         self._sweep: Optional[Dict[str, str]] = None
         self._finished = False
-        self._launcher = ""
+        self._in_process = False  # the launcher runs the jobs in this process
 
     @classmethod
     def ran_in_process(cls) -> bool:
@@ -104,7 +104,7 @@ class MlflowSweepCallback(Callback):
         launcher: no worker process to wait for) and ended it."""
         active = cls._active
         return (active is not None and active._finished
-                and active._launcher.endswith("BasicLauncher"))
+                and active._in_process)
 
     @classmethod
     def stop_active(cls, signum: int) -> Optional[str]:
@@ -147,7 +147,7 @@ class MlflowSweepCallback(Callback):
             sys.stderr.flush()
             raise SystemExit(1) from None
         MlflowSweepCallback._active = self
-        self._launcher = str(config.hydra.launcher.get("_target_", ""))
+        self._in_process = runs_jobs_here(config)
         # a signal stops the workers (they end their runs) before it unwinds the sweep
         _passing_signals.enter_context(signals.passed_to_children())
         atexit.register(self._finish)  # also when a failed job makes Hydra abort the sweep
