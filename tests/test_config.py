@@ -81,6 +81,20 @@ def test_a_layer_can_be_changed_from_the_command_line():
     assert model.get_layer("dense1").units == 16
 
 
+def test_batch_norm_momentum_reaches_every_batch_normalization_layer():
+    import keras
+
+    from mnist_experiments.models.builder import build_model
+
+    def momenta(*overrides):
+        model = build_model(compose_cfg("model=bn_cnn", *overrides).model)
+        return {layer.momentum for layer in model.layers
+                if isinstance(layer, keras.layers.BatchNormalization)}
+
+    assert momenta() == {0.99}  # Keras's own default, so existing configs are unchanged
+    assert momenta("model.batch_norm_momentum=0.9") == {0.9}
+
+
 def test_an_architecture_can_be_added_in_yaml_alone(tmp_path):
     """A user's own --config-dir adds options to the packaged groups."""
     import yaml
@@ -133,6 +147,7 @@ def test_wrong_types_are_errors(override):
         (["model.conv_blocks.0.kernel_size=27"], "below 1x1"),
         (["model=lenet5", "model.conv_blocks.1.kernel_size=15"], "below 1x1"),
         (["model.conv_blocks.0.dropout=1.5"], "dropout=1.5"),
+        (["model=bn_cnn", "model.batch_norm_momentum=1.0"], "model.batch_norm_momentum=1.0"),
     ],
 )
 def test_out_of_range_values_are_clear_errors(overrides, named):

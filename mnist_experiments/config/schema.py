@@ -109,6 +109,10 @@ class ModelConfig:
     conv_blocks: List[ConvBlock] = field(default_factory=list)
     head: Head = Head.flatten
     dense_layers: List[DenseLayer] = field(default_factory=list)
+    # keras.layers.BatchNormalization's momentum for its moving mean and variance, which
+    # inference uses. Keras's 0.99 needs a few hundred steps to settle: lower it for
+    # small data (8,000 images at batch 128 are ~60 steps an epoch).
+    batch_norm_momentum: float = bounded(0.99, ge=0.0, lt=1.0, example=0.9)
 
 
 # ------------------------------------------------------------------ train, mlflow

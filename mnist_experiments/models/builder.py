@@ -30,7 +30,7 @@ def build_model(model_cfg: Any, input_shape=INPUT_SHAPE, num_classes: int = NUM_
     Parameters
     ----------
     model_cfg : DictConfig or ModelConfig
-        ``name``, ``conv_blocks``, ``head`` and ``dense_layers`` as in
+        ``name``, ``conv_blocks``, ``head``, ``dense_layers`` and ``batch_norm_momentum`` as in
         :class:`mnist_experiments.config.schema.ModelConfig`.
     input_shape : tuple of int, default (28, 28, 1)
     num_classes : int, default 10
@@ -45,10 +45,12 @@ def build_model(model_cfg: Any, input_shape=INPUT_SHAPE, num_classes: int = NUM_
         summaries can refer to them.
     """
     inputs = keras.Input(shape=input_shape, name="image")
+    # older recorded configs (before the key existed) mean Keras's default
+    momentum = float(getattr(model_cfg, "batch_norm_momentum", 0.99))
     x = inputs if augment is None else augment(inputs)
     for i, block in enumerate(model_cfg.conv_blocks, start=1):
         x = _normalized(x, layers.Conv2D, f"conv{i}", block.activation, bool(block.batch_norm),
-                        filters=int(block.filters), kernel_size=int(block.kernel_size),
+                        momentum, filters=int(block.filters), kernel_size=int(block.kernel_size),
                         padding=_value(block.padding))
         if block.pool_size:
             pool = layers.MaxPooling2D if _value(block.pool_type) == "max" else layers.AveragePooling2D
@@ -63,7 +65,7 @@ def build_model(model_cfg: Any, input_shape=INPUT_SHAPE, num_classes: int = NUM_
 
     for i, dense in enumerate(model_cfg.dense_layers, start=1):
         x = _normalized(x, layers.Dense, f"dense{i}", dense.activation, bool(dense.batch_norm),
-                        units=int(dense.units))
+                        momentum, units=int(dense.units))
         if dense.dropout:
             x = layers.Dropout(float(dense.dropout), name=f"dense{i}_dropout")(x)
 
@@ -71,12 +73,13 @@ def build_model(model_cfg: Any, input_shape=INPUT_SHAPE, num_classes: int = NUM_
     return keras.Model(inputs, outputs, name=str(model_cfg.name))
 
 
-def _normalized(x, layer_class, name: str, activation: str, batch_norm: bool, **kwargs):
+def _normalized(x, layer_class, name: str, activation: str, batch_norm: bool,
+                momentum: float, **kwargs):
     """``layer -> activation``, or ``layer (no bias) -> BatchNormalization -> activation``."""
     if not batch_norm:
         return layer_class(activation=activation, name=name, **kwargs)(x)
     x = layer_class(activation=None, use_bias=False, name=name, **kwargs)(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=momentum, name=f"{name}_bn")(x)
     return layers.Activation(activation, name=f"{name}_{activation}")(x)
 
 
