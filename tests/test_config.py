@@ -165,7 +165,8 @@ def test_each_registry_matches_its_config_group():
     from mnist_experiments.config.safety import ALLOWED_TARGETS
 
     # a group of many options also has files that compose several of them, or none
-    compositions = {"callbacks": {"none", "default"}}
+    compositions = {"callbacks": {"none", "default"},
+                    "augment": {f"best_for_{data}" for data in options("data")}}
     for registry in REGISTRIES:
         assert options(registry.group) == sorted(
             set(registry.names) | compositions.get(registry.group, set())), registry.group
@@ -250,7 +251,20 @@ def test_the_best_cnn_preset_builds_the_batch_normalised_cnn_with_its_schedule()
     cfg = validate(compose_cfg("experiment=best_cnn"))
     assert (cfg.model.name, cfg.optimizer._target_, cfg.schedule.name) == (
         "bn_cnn", "keras.optimizers.Adam", "cosine")
-    assert list(cfg.callbacks) == ["early_stopping"]
-    assert cfg.callbacks.early_stopping.restore_best_weights is True
+    assert list(cfg.callbacks) == []  # the cosine decay's last epoch is the one kept
     model = build_model(cfg.model)
-    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+    momenta = {layer.momentum for layer in model.layers
+               if isinstance(layer, keras.layers.BatchNormalization)}
+    assert momenta == {0.9}
+
+
+@pytest.mark.parametrize("overrides, augment", [
+    (["data=mnist"], "light"),
+    (["data=digits"], "light"),
+    (["data=fashion_mnist"], "none"),
+    (["data=fashion_mnist", "augment=light"], "light"),  # the command line still decides
+    (["data=mnist", "augment=none"], "none"),
+])
+def test_best_cnn_takes_the_augmentation_that_measured_best_for_its_data(overrides, augment):
+    cfg = validate(compose_cfg("experiment=best_cnn", *overrides))
+    assert cfg.augment.name == augment

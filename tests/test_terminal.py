@@ -310,6 +310,22 @@ def test_a_config_error_is_one_paragraph_and_leaves_no_outputs(override, needles
     assert not (tmp_path / "mlflow.db").exists()
 
 
+def test_best_cnn_on_a_users_own_data_asks_for_its_augmentation(tmp_path):
+    """best_cnn picks augment=best_for_<data>; a data set it does not know gets told why."""
+    (tmp_path / "conf" / "data").mkdir(parents=True)
+    (tmp_path / "conf" / "data" / "kmnist.yaml").write_text(
+        "defaults:\n  - mnist\n  - _self_\nname: kmnist\n")
+    result = run_cli(["--config-dir", str(tmp_path / "conf"), "experiment=best_cnn",
+                      "data=kmnist"], tmp_path, env=quiet_env())
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for needle in ("augment=best_for_kmnist", "experiment=best_cnn", "data=kmnist",
+                   "augment=light"):
+        assert needle in result.stderr, (needle, result.stderr)
+    assert "Did you mean" not in result.stderr  # best_for_mnist would be the wrong data
+    assert not (tmp_path / "outputs").exists()
+
+
 def test_hydra_full_error_still_shows_everything(tmp_path):
     result = run_cli(["model=nope"], tmp_path, env=quiet_env(HYDRA_FULL_ERROR="1"))
     assert result.returncode == 1
