@@ -18,7 +18,8 @@
   run complete (FINISHED, metrics, reports, logged model).
 - **pruning**: ``mnist-exp -m hparams_search=optuna`` on a Fashion-MNIST subset
   (``--limit`` images, ``--epochs`` epochs, ``viz=off``, no model), ``--trials`` trials,
-  the same sampler seed, with ``hydra.sweeper.pruner=median`` and ``none``, for each of
+  the same sampler seed, with ``hydra.sweeper.pruner=median`` (or ``--pruner hyperband``)
+  and ``none``, for each of
   ``--sweeper-seeds`` (default 1; which trial wins one search is chance, so several seeds
   give the spread of the gap). Target: the pruned search's best objective within 0.5
   percentage points of the unpruned one, in at most 60% of its wall time (the medians).
@@ -145,7 +146,8 @@ def overhead(args: argparse.Namespace, tmp: Path) -> Dict[str, Any]:
 
 # ------------------------------------------------------------------------------ pruning
 def pruning(args: argparse.Namespace, tmp: Path) -> Dict[str, Any]:
-    """The same search with and without the median pruner, for each sweeper seed: which
+    """The same search with and without a pruner (``--pruner``, median by default), for
+    each sweeper seed: which
     trial wins a 24-trial search is chance, so one search per variant decides the
     accuracy gap by a single trial; several seeds give its spread and median."""
     import optuna
@@ -156,7 +158,7 @@ def pruning(args: argparse.Namespace, tmp: Path) -> Dict[str, Any]:
     searches = []
     for seed in args.sweeper_seeds:
         search: Dict[str, Any] = {"seed": seed}
-        for pruner in ("none", "median"):
+        for pruner in ("none", args.pruner):
             workdir = tmp / f"pruning-{seed}-{pruner}"
             run = _sweep([*base, f"hydra.sweeper.seed={seed}",
                           f"hydra.sweeper.pruner={pruner}"], workdir)
@@ -170,11 +172,11 @@ def pruning(args: argparse.Namespace, tmp: Path) -> Dict[str, Any]:
                               "pruned": states.count("PRUNED"), "epochs_trained": epochs}
             log(f"pruning seed {seed} {pruner}: {run['wall_s']:.1f} s, best "
                 f"{study.best_value:.4f}, {states.count('PRUNED')} pruned")
-        search["time_ratio"] = search["median"]["wall"] / search["none"]["wall"]
-        search["best_gap_pp"] = 100 * (search["none"]["best"] - search["median"]["best"])
+        search["time_ratio"] = search[args.pruner]["wall"] / search["none"]["wall"]
+        search["best_gap_pp"] = 100 * (search["none"]["best"] - search[args.pruner]["best"])
         searches.append(search)
     return {"trials": args.trials, "epochs": args.epochs, "limit": args.limit,
-            "searches": searches,
+            "pruner": args.pruner, "searches": searches,
             "time_ratio": statistics.median(s["time_ratio"] for s in searches),
             "best_gap_pp": statistics.median(s["best_gap_pp"] for s in searches)}
 
@@ -296,12 +298,13 @@ def render(results: Dict[str, Any], command: str) -> str:
     if "pruning" in results:
         r = results["pruning"]
         searches = r.get("searches") or [{"seed": 1, **r}]  # (one search: older JSON)
-        out += [f"## Pruning: {r['trials']}-trial Optuna search, Fashion-MNIST "
-                f"{r['limit']} images, {r['epochs']} epochs per trial", "",
+        out += [f"## Pruning ({r.get('pruner', 'median')} pruner): {r['trials']}-trial "
+                f"Optuna search, Fashion-MNIST {r['limit']} images, {r['epochs']} epochs "
+                "per trial", "",
                 "| sweeper seed | pruner | wall s | best objective | complete | pruned | "
                 "epochs trained |", "|---|---|---|---|---|---|---|"]
         for search in searches:
-            for name in ("none", "median"):
+            for name in ("none", r.get("pruner", "median")):
                 s = search[name]
                 out.append(f"| {search['seed']} | {name} | {s['wall']:.1f} | {s['best']:.4f} | "
                            f"{s['complete']} | {s['pruned']} | {s['epochs_trained']} |")
@@ -334,6 +337,8 @@ def main(argv: Any = None) -> int:
                         help="jobs of the overhead measurement's sweep")
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--trials", type=int, default=24)
+    parser.add_argument("--pruner", choices=["median", "hyperband"], default="median",
+                        help="the pruner measured against none (pruning)")
     parser.add_argument("--sweeper-seeds", type=_ints,
                         default=[1], help="pruning: one search per variant for each seed")
     parser.add_argument("--epochs", type=int, default=8)
