@@ -48,12 +48,12 @@ def read_digits(directory: Path) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def split(labels: np.ndarray, train: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Indices of a stratified, seeded split into ``train`` and the rest, each sorted."""
-    from sklearn.model_selection import train_test_split
+    """Indices of a stratified, seeded split into ``train`` and the rest, each sorted:
+    the subsample that ``data.limit`` takes, and what it leaves."""
+    from mnist_experiments.data.splits import stratified_subsample
 
-    train_idx, test_idx = train_test_split(np.arange(len(labels)), train_size=train,
-                                           stratify=labels, random_state=seed)
-    return np.sort(train_idx), np.sort(test_idx)
+    train_idx = stratified_subsample(labels, train, seed)
+    return train_idx, np.setdiff1d(np.arange(len(labels)), train_idx)
 
 
 def main(argv=None) -> int:

@@ -19,9 +19,8 @@
 - **pruning**: ``mnist-exp -m hparams_search=optuna`` on a Fashion-MNIST subset
   (``--limit`` images, ``--epochs`` epochs, ``viz=off``, no model), ``--trials`` trials,
   the same sampler seed, with ``hydra.sweeper.pruner=median`` (or ``--pruner hyperband``)
-  and ``none``, for each of
-  ``--sweeper-seeds`` (default 1; which trial wins one search is chance, so several seeds
-  give the spread of the gap). Target: the pruned search's best objective within 0.5
+  and ``none``, for each of ``--sweeper-seeds`` (default 1; which trial wins one search
+  is chance, so several seeds give the spread of the gap). Target: the pruned search's best objective within 0.5
   percentage points of the unpruned one, in at most 60% of its wall time (the medians).
 - **report**: a simulated sweep of N finished jobs (a parent run, N child runs with
   their tags, params and metrics, N ``job.json`` records, written with MLflow's client
@@ -147,9 +146,9 @@ def overhead(args: argparse.Namespace, tmp: Path) -> Dict[str, Any]:
 # ------------------------------------------------------------------------------ pruning
 def pruning(args: argparse.Namespace, tmp: Path) -> Dict[str, Any]:
     """The same search with and without a pruner (``--pruner``, median by default), for
-    each sweeper seed: which
-    trial wins a 24-trial search is chance, so one search per variant decides the
-    accuracy gap by a single trial; several seeds give its spread and median."""
+    each sweeper seed: which trial wins a 24-trial search is chance, so one search per
+    variant decides the accuracy gap by a single trial; several seeds give its spread
+    and median."""
     import optuna
 
     base = ["hparams_search=optuna", "data=fashion_mnist", f"data.path={args.data}",
@@ -298,13 +297,14 @@ def render(results: Dict[str, Any], command: str) -> str:
     if "pruning" in results:
         r = results["pruning"]
         searches = r.get("searches") or [{"seed": 1, **r}]  # (one search: older JSON)
-        out += [f"## Pruning ({r.get('pruner', 'median')} pruner): {r['trials']}-trial "
+        pruner = r.get("pruner", "median")  # (older JSON: always the median pruner)
+        out += [f"## Pruning ({pruner} pruner): {r['trials']}-trial "
                 f"Optuna search, Fashion-MNIST {r['limit']} images, {r['epochs']} epochs "
                 "per trial", "",
                 "| sweeper seed | pruner | wall s | best objective | complete | pruned | "
                 "epochs trained |", "|---|---|---|---|---|---|---|"]
         for search in searches:
-            for name in ("none", r.get("pruner", "median")):
+            for name in ("none", pruner):
                 s = search[name]
                 out.append(f"| {search['seed']} | {name} | {s['wall']:.1f} | {s['best']:.4f} | "
                            f"{s['complete']} | {s['pruned']} | {s['epochs_trained']} |")

@@ -132,9 +132,9 @@ def split(raw: RawData, data_cfg: Any, seed: int) -> Dataset:
                 f"data.limit={limit} is invalid: it must be at least {MIN_LIMIT} (two images "
                 "per class) or null for all images. Try data.limit=500."
             )
-        keep = _subsample(y_train, limit, seed)
+        keep = stratified_subsample(y_train, limit, seed)
         x_train, y_train = x_train[keep], y_train[keep]
-        keep = _subsample(y_test, limit, seed)
+        keep = stratified_subsample(y_test, limit, seed)
         x_test, y_test = x_test[keep], y_test[keep]
 
     if validation == "test_halves":
@@ -169,7 +169,7 @@ def split(raw: RawData, data_cfg: Any, seed: int) -> Dataset:
     )
 
 
-def _subsample(y: np.ndarray, limit: int, seed: int) -> np.ndarray:
+def stratified_subsample(y: np.ndarray, limit: int, seed: int) -> np.ndarray:
     """Sorted indices of a stratified seeded subsample of ``limit`` items (or all)."""
     n = len(y)
     if limit >= n:

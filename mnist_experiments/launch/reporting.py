@@ -107,14 +107,15 @@ def _missing_option(exc: MissingConfigException) -> str:
     options = sorted(exc.options or [])
     if not group or not options:
         return " ".join(_without_search_path(str(exc)))
-    near = difflib.get_close_matches(name, options, n=1)
-    guess = f" Did you mean {group}={near[0]}?" if near else ""
     if name.startswith(BEST_FOR):  # chosen by a preset (experiment=best_cnn), not typed
         data = name[len(BEST_FOR):]
         guess = (f" A preset (experiment=best_cnn) chose it: it takes the {group} that "
                  f"measured best on each known data set, and has none for data={data}. "
                  f"Name one, e.g. {group}=none or {group}=light, or add "
                  f"{group}/{name}.yaml.")
+    else:
+        near = difflib.get_close_matches(name, options, n=1)
+        guess = f" Did you mean {group}={near[0]}?" if near else ""
     return (f"{group}={name} is not an option of '{group}'.{guess} The options are: "
             f"{', '.join(options)} (or your own {group}/<name>.yaml in a directory "
             "given with --config-dir).")

@@ -30,8 +30,9 @@ def build_model(model_cfg: Any, input_shape=INPUT_SHAPE, num_classes: int = NUM_
     Parameters
     ----------
     model_cfg : DictConfig or ModelConfig
-        ``name``, ``conv_blocks``, ``head``, ``dense_layers`` and ``batch_norm_momentum`` as in
-        :class:`mnist_experiments.config.schema.ModelConfig`.
+        ``name``, ``conv_blocks``, ``head``, ``dense_layers`` and
+        ``batch_norm_momentum`` as in :class:`mnist_experiments.config.schema.ModelConfig`
+        (a recorded config without the key gets the schema's default when it is read).
     input_shape : tuple of int, default (28, 28, 1)
     num_classes : int, default 10
     augment : keras.layers.Layer, optional
@@ -45,13 +46,12 @@ def build_model(model_cfg: Any, input_shape=INPUT_SHAPE, num_classes: int = NUM_
         summaries can refer to them.
     """
     inputs = keras.Input(shape=input_shape, name="image")
-    # older recorded configs (before the key existed) mean Keras's default
-    momentum = float(getattr(model_cfg, "batch_norm_momentum", 0.99))
+    momentum = float(model_cfg.batch_norm_momentum)
     x = inputs if augment is None else augment(inputs)
     for i, block in enumerate(model_cfg.conv_blocks, start=1):
         x = _normalized(x, layers.Conv2D, f"conv{i}", block.activation, bool(block.batch_norm),
-                        momentum, filters=int(block.filters), kernel_size=int(block.kernel_size),
-                        padding=_value(block.padding))
+                        momentum=momentum, filters=int(block.filters),
+                        kernel_size=int(block.kernel_size), padding=_value(block.padding))
         if block.pool_size:
             pool = layers.MaxPooling2D if _value(block.pool_type) == "max" else layers.AveragePooling2D
             x = pool(int(block.pool_size), name=f"pool{i}")(x)
@@ -65,7 +65,7 @@ def build_model(model_cfg: Any, input_shape=INPUT_SHAPE, num_classes: int = NUM_
 
     for i, dense in enumerate(model_cfg.dense_layers, start=1):
         x = _normalized(x, layers.Dense, f"dense{i}", dense.activation, bool(dense.batch_norm),
-                        momentum, units=int(dense.units))
+                        momentum=momentum, units=int(dense.units))
         if dense.dropout:
             x = layers.Dropout(float(dense.dropout), name=f"dense{i}_dropout")(x)
 
