@@ -182,7 +182,8 @@ def test_hydra_sweep_compose_patch_still_applies(tmp_path):
         with initialize_config_module("mnist_experiments.conf", version_base="1.3"):
             master = compose("config", return_hydra_config=True)
             loader = GlobalHydra.instance().config_loader()
-            batch = [["data=digits", f"seed={seed}"] for seed in (1, 2, 3)]
+            # each job a config group of its own: none is composed from another's template
+            batch = [["data=digits", f"optimizer={name}"] for name in ("adam", "sgd", "nadam")]
 
             class Checker(Sweeper):  # the public check every Hydra sweeper calls
                 def setup(self, *args, **kwargs): ...
@@ -194,9 +195,71 @@ def test_hydra_sweep_compose_patch_still_applies(tmp_path):
             assert len(calls) == 3
             jobs = [loader.load_sweep_config(master, job) for job in batch]
         assert len(calls) == 4  # the first two were kept: only the third composed again
-        assert [int(job.seed) for job in jobs] == [1, 2, 3]
+        assert [job.optimizer._target_.rsplit(".", 1)[1] for job in jobs] == ["Adam", "SGD",
+                                                                              "Nadam"]
         assert all(job.data.name == "digits" for job in jobs)
         again = loader.load_sweep_config(master, batch[0])  # each is handed over once
-        assert again is not jobs[0] and len(calls) == 5
+        assert again is not jobs[0] and len(calls) == 4  # a copy of the job's template
+        assert again.optimizer == jobs[0].optimizer
     finally:
         ConfigLoaderImpl.load_sweep_config, Sweeper.validate_batch_is_legal = originals
+
+
+def test_sweep_jobs_composed_from_a_template_equal_hydras_own(tmp_path):
+    """Jobs that differ only in plain values are copies of one template (compat.
+    _SweepTemplates) and equal, key for key and flag for flag, what Hydra composes; a job
+    of any other kind, or with a bad value, is left to Hydra and gets Hydra's error."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.errors import ConfigCompositionException
+    from hydra.plugins.sweeper import Sweeper
+    from omegaconf import OmegaConf
+
+    original, check = ConfigLoaderImpl.load_sweep_config, Sweeper.validate_batch_is_legal
+    calls = []
+
+    def counting(self, master_config, sweep_overrides):
+        calls.append(list(sweep_overrides))
+        return original(self, master_config, sweep_overrides)
+
+    jobs = [["data=digits", f"seed={seed}", f"optimizer={name}", f"optimizer.learning_rate={lr}",
+             f"mlflow.run_name={run_name}", f"model.head={head}"]
+            for seed in (1, 2) for name in ("adam", "sgd") for lr in (0.1, 0.01)
+            for run_name in ("a", "null", "'${seed}'") for head in ("flatten", "global_avg")]
+    jobs += [["+extra=1", "seed=3"], ["+extra=2", "seed=4"],  # '+' keys: Hydra composes
+             ["data.class_names=[a,b,c,d,e,f,g,h,i,j]", "seed=5"],  # a list value: Hydra
+             ["data.class_names=[k,l,m,n,o,p,q,r,s,t]", "seed=5"],
+             ["train.epochs=2", "train.epochs=3"]]  # a repeated key: Hydra
+    try:
+        from hydra import compose, initialize_config_module
+        from hydra.core.global_hydra import GlobalHydra
+
+        ConfigLoaderImpl.load_sweep_config = counting
+        with initialize_config_module("mnist_experiments.conf", version_base="1.3"):
+            master = compose("config", overrides=["data=digits"], return_hydra_config=True)
+            loader = GlobalHydra.instance().config_loader()
+            hydras = [original(loader, master, job) for job in jobs]
+            assert compat.compose_each_sweep_job_once()
+            templated = [loader.load_sweep_config(master, job) for job in jobs]
+            # 2 shapes of the 48 (adam, sgd) and the 5 Hydra composes itself
+            assert len(calls) == 2 + 5
+            for job, ours, theirs in zip(jobs, templated, hydras):
+                assert OmegaConf.to_yaml(ours) == OmegaConf.to_yaml(theirs), job
+                resolved = [OmegaConf.to_container(OmegaConf.masked_copy(
+                    cfg, [key for key in cfg if key != "hydra"]), resolve=True)
+                    for cfg in (ours, theirs)]
+                assert resolved[0] == resolved[1], job
+                assert OmegaConf.is_struct(ours) and not OmegaConf.is_readonly(ours.hydra)
+                assert OmegaConf.get_type(ours.model) is OmegaConf.get_type(theirs.model)
+            interpolated = jobs.index(["data=digits", "seed=2", "optimizer=sgd",
+                                       "optimizer.learning_rate=0.01",
+                                       "mlflow.run_name='${seed}'", "model.head=global_avg"])
+            assert templated[interpolated].mlflow.run_name == "2"
+            assert templated[1].hydra.overrides.task == jobs[1]
+            assert templated[1].hydra.job.override_dirname == hydras[1].hydra.job.override_dirname
+            # the template is kept pristine: what a job's launcher writes is not copied
+            templated[0].seed = 99
+            assert loader.load_sweep_config(master, jobs[0]).seed == 1
+            with pytest.raises(ConfigCompositionException, match="seed=abc"):
+                loader.load_sweep_config(master, [*jobs[0][:1], "seed=abc", *jobs[0][2:]])
+    finally:
+        ConfigLoaderImpl.load_sweep_config, Sweeper.validate_batch_is_legal = original, check
