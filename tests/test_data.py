@@ -421,6 +421,9 @@ def test_load_digits_28():
     again = load_digits_28()
     np.testing.assert_array_equal(again.x_test, raw.x_test)
     np.testing.assert_array_equal(again.y_train, raw.y_train)
+    # resized once a process, but each call's arrays are its own to change
+    raw.x_test[0] = 7
+    assert load_digits_28().x_test[0].max() == again.x_test[0].max() > 7
     a = load_dataset(cfg(name="digits", validation="test_halves"), seed=1)
     b = load_dataset(cfg(name="digits", validation="test_halves"), seed=2)
     assert a.fingerprint == b.fingerprint
