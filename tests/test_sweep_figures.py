@@ -12,15 +12,20 @@ from omegaconf import OmegaConf
 
 from mnist_experiments.config.schema import VizConfig
 from mnist_experiments.launch.context import JobContext
-from mnist_experiments.launch.files import BEST_FILE, best_so_far, record_objective
+from mnist_experiments.launch.files import BEST_FILE, record_objective, sweep_leader
 
 PARENT = "p" * 32
 
 
-def job(sweep_dir, policy="best"):
+def best_so_far(sweep_dir, parent):
+    leader = sweep_leader(sweep_dir, parent)
+    return None if leader is None else leader[0]
+
+
+def job(sweep_dir, policy="best", number="5"):
     viz = OmegaConf.merge(OmegaConf.structured(VizConfig), {"sweep_figures": policy})
     context = JobContext(launch_dir=str(sweep_dir), parent_run_id=PARENT,
-                         tags={"sweep.dir": str(sweep_dir)})
+                         tags={"sweep.dir": str(sweep_dir), "sweep.job_num": number})
     return lambda objective: context.draws_figures(viz, objective)
 
 
@@ -39,8 +44,15 @@ def test_the_best_so_far_is_kept_per_sweep(tmp_path):
 def test_a_job_draws_unless_a_finished_job_was_better(tmp_path):
     draws = job(tmp_path)
     assert draws(0.5) == (True, "")  # the first job
-    record_objective(tmp_path, PARENT, "0", 0.9)
-    assert draws(0.9) == (True, "")  # a tie draws: the best job always has its figures
+    record_objective(tmp_path, PARENT, "3", 0.9)
+    # a tie ranks by job number, as the leaderboard does: the best job has its figures
+    assert draws(0.9) == (False, "objective 0.9000 ties with job 3's, which ranks first; "
+                                 "viz.sweep_figures=all draws them for every job")
+    assert job(tmp_path, number="2")(0.9) == (True, "")  # job 2 ended after job 3
+    record_objective(tmp_path, PARENT, "7", 0.9)  # a tie by a later job: 3 stays the leader
+    assert sweep_leader(tmp_path, PARENT) == (0.9, "3")
+    record_objective(tmp_path, PARENT, "2", 0.9)
+    assert sweep_leader(tmp_path, PARENT) == (0.9, "2")
     drawn, why = draws(0.8)
     assert not drawn
     assert why == ("objective 0.8000 is below the sweep's best so far (0.9000); "

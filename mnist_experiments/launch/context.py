@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from hydra.core.hydra_config import HydraConfig
 
-from mnist_experiments.launch.files import absolute, best_so_far, read_sweep_file
+from mnist_experiments.launch.files import absolute, leads, read_sweep_file, sweep_leader
 from mnist_experiments.launch.numerics import available_cores
 from mnist_experiments.tracking.store import StoreCreation, resolve_tracking_uri
 
@@ -134,8 +134,9 @@ class JobContext:
     def draws_figures(self, viz: Any, objective: Optional[float]) -> Tuple[bool, str]:
         """Whether a run with this ``objective`` draws its figures, and why not if not.
 
-        Every run does, except a sweep job under ``viz.sweep_figures=best`` whose objective
-        is below the best of the sweep's jobs finished so far: the figures of a sweep are
+        Every run does, except a sweep job under ``viz.sweep_figures=best`` that does not
+        lead the sweep's jobs finished so far as its leaderboard ranks them (a lower
+        objective, or the same as a lower-numbered job's): the figures of a sweep are
         then drawn by the few jobs that led it when they ended, among them always its
         best job, instead of by every job (seconds each).
         """
@@ -144,11 +145,13 @@ class JobContext:
         if self.parent_run_id is None or policy == "all" or objective is None \
                 or "sweep.dir" not in self.tags:
             return True, ""
-        best = best_so_far(Path(self.tags["sweep.dir"]), self.parent_run_id)
-        if best is None or objective >= best:
+        leader = sweep_leader(Path(self.tags["sweep.dir"]), self.parent_run_id)
+        if leads(objective, self.tags.get("sweep.job_num", ""), leader):
             return True, ""
-        return False, (f"objective {objective:.4f} is below the sweep's best so far "
-                       f"({best:.4f}); viz.sweep_figures=all draws them for every job")
+        below = (f"is below the sweep's best so far ({leader[0]:.4f})" if objective < leader[0]
+                 else f"ties with job {leader[1]}'s, which ranks first")
+        return False, (f"objective {objective:.4f} {below}; viz.sweep_figures=all draws them "
+                       "for every job")
 
     def start_store_creation(self, cfg: Any) -> StoreCreation:
         """Start building a brand-new SQLite store in a helper process (see

@@ -4,8 +4,9 @@
   parent run), written once by the sweep callback before any job starts;
 - ``<job dir>/job.json``: one job's status, error and objective, written when it ends,
   so that jobs that failed before their MLflow run existed still reach the leaderboard;
-- ``<sweep dir>/best_so_far.json``: the best objective of the jobs finished so far, which
-  a job reads to decide whether it draws its figures (``viz.sweep_figures=best``).
+- ``<sweep dir>/best_so_far.json``: the best objective of the jobs finished so far and
+  the job that has it, which a job reads to decide whether it draws its figures
+  (``viz.sweep_figures=best``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import fcntl
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 SWEEP_FILE = "mlflow_sweep.json"
 JOB_FILE = "job.json"
@@ -70,17 +71,36 @@ def finished_before(job_dir: Path, parent_run_id: str, overrides: List[str],
 
 def best_so_far(sweep_dir: Path, parent_run_id: str) -> Optional[float]:
     """The best objective among this sweep's jobs finished so far (None before the first)."""
+    leader = sweep_leader(sweep_dir, parent_run_id)
+    return None if leader is None else leader[0]
+
+
+def sweep_leader(sweep_dir: Path, parent_run_id: str) -> Optional[Tuple[float, str]]:
+    """The best objective among this sweep's jobs finished so far and the job that has
+    it (the lowest-numbered of the jobs tied for it), or None before the first."""
     try:
         best = json.loads((Path(sweep_dir) / BEST_FILE).read_text())
     except (OSError, ValueError):
         return None
     if best.get("parent_run_id") != parent_run_id or best.get("objective") is None:
         return None
-    return float(best["objective"])
+    return float(best["objective"]), str(best.get("job", ""))
+
+
+def leads(objective: float, job: str, leader: Optional[Tuple[float, str]]) -> bool:
+    """Whether job ``job`` with ``objective`` ranks above ``leader`` as the leaderboard
+    ranks jobs: by objective, a tie by the lower job number (an unknown number: yes)."""
+    if leader is None or objective > leader[0]:
+        return True
+    if objective < leader[0]:
+        return False
+    mine, theirs = str(job), leader[1]
+    return not (mine.isdigit() and theirs.isdigit()) or int(mine) < int(theirs)
 
 
 def record_objective(sweep_dir: Path, parent_run_id: str, job: str, objective: float) -> None:
-    """Keep ``objective`` in ``best_so_far.json`` if it beats the best so far.
+    """Keep ``objective`` and ``job`` in ``best_so_far.json`` if the job leads the sweep
+    (:func:`leads`).
 
     Jobs of a parallel sweep end at the same time: the read and the replacement happen
     under an exclusive lock on the sweep dir's lock file, and the file is replaced
@@ -90,8 +110,7 @@ def record_objective(sweep_dir: Path, parent_run_id: str, job: str, objective: f
     try:
         with open(sweep_dir / f".{BEST_FILE}.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            best = best_so_far(sweep_dir, parent_run_id)
-            if best is not None and best >= objective:
+            if not leads(objective, job, sweep_leader(sweep_dir, parent_run_id)):
                 return
             temporary = sweep_dir / f".{BEST_FILE}.{os.getpid()}"
             temporary.write_text(json.dumps({"parent_run_id": parent_run_id, "job": job,
