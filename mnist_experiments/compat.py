@@ -244,7 +244,7 @@ SWEEP_CONFIGS_KEPT = 64  # job configs composed by the check, kept for the launc
 
 def compose_each_sweep_job_once(kept: int = SWEEP_CONFIGS_KEPT) -> bool:
     """Compose each job of a sweep once, not twice (~0.4 s per job on 2 cores here), and
-    the jobs that differ only in values from one another's template (:class:`_SweepTemplates`).
+    jobs that differ only in values from a template (:class:`_SweepTemplates`).
 
     A Hydra sweeper first composes every job's config to check the batch
     (``Sweeper.validate_batch_is_legal``, public), then its launcher composes each job
@@ -309,9 +309,10 @@ class _SweepTemplates:
     values). So the first job of each "shape" (its overrides with every plain value left
     out) is composed by Hydra and kept pristine as a template; the next job of that shape
     is a copy of it with Hydra's own second step and records redone, as
-    ``_load_configuration_impl`` does them. Anything else (a group, a ``+``/``~``/``++``
-    override, a dict or list value, a ``hydra.`` key, a repeated key), and any error, goes
-    to Hydra's full composition, which also gives Hydra's own error message.
+    ``_load_configuration_impl`` does them. Overrides of any other kind (a config group,
+    a ``+``/``~``/``++`` override, a dict or list value, a ``hydra.`` key) are part of
+    the shape whole, so only jobs that share them share a template; a repeated key and
+    any error go to Hydra's full composition, which also gives Hydra's own message.
     ``tests/test_compat.py`` checks the two agree. Private API (Hydra 1.3.x):
     ``ConfigLoaderImpl._apply_overrides_to_config`` and ``get_overrides_dirname``.
     """

@@ -69,12 +69,6 @@ def finished_before(job_dir: Path, parent_run_id: str, overrides: List[str],
     return float(record["objective"])
 
 
-def best_so_far(sweep_dir: Path, parent_run_id: str) -> Optional[float]:
-    """The best objective among this sweep's jobs finished so far (None before the first)."""
-    leader = sweep_leader(sweep_dir, parent_run_id)
-    return None if leader is None else leader[0]
-
-
 def sweep_leader(sweep_dir: Path, parent_run_id: str) -> Optional[Tuple[float, str]]:
     """The best objective among this sweep's jobs finished so far and the job that has
     it (the lowest-numbered of the jobs tied for it), or None before the first."""
