@@ -11,6 +11,7 @@ Light: imports no TensorFlow, Keras or MLflow at module level.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import sys
 from typing import Any, Callable, ContextManager, Optional, Sequence, Tuple
@@ -320,6 +321,12 @@ class _SweepTemplates:
     PLAIN = (str, int, float, bool, type(None))
 
     def __init__(self, compose: Callable[..., Any], kept: int) -> None:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        loader_module = _hydra_internal(HYDRA_SWEEP_COMPOSE_PATCH_VERSIONS, "config_loader_impl")
+        self._apply = loader_module.ConfigLoaderImpl._apply_overrides_to_config
+        self._dirname = loader_module.get_overrides_dirname
+        self._parser = OverridesParser.create()
         self._compose, self._kept = compose, kept
         self._templates: dict = {}  # (id(master), shape) -> (master, pristine config)
 
@@ -327,10 +334,12 @@ class _SweepTemplates:
         """The job's shape (its overrides with each plain value left out), the overrides
         Hydra records as the task's and the plain value overrides; ``None`` if a key
         repeats."""
-        from hydra.core.override_parser.overrides_parser import OverridesParser
         from hydra.core.override_parser.types import OverrideType
 
-        parsed = OverridesParser.create().parse_overrides(overrides=overrides)
+        parsed = self._parser.parse_overrides(overrides=overrides)
+        keys = [override.key_or_group for override in parsed]
+        if len(set(keys)) != len(keys):
+            return None
         shape, values = [], []
         for override in parsed:
             if (override.type is OverrideType.CHANGE and override.package is None
@@ -341,54 +350,43 @@ class _SweepTemplates:
                 values.append(override)
             else:
                 shape.append(override.input_line)
-        keys = [override.key_or_group for override in parsed]
-        if len(set(keys)) != len(keys):
-            return None
         return tuple(shape), [o for o in parsed if not o.is_hydra_override()], values
 
     def compose(self, loader: Any, master_config: Any, overrides: list) -> Any:
         """The job's config: from its shape's template if there is one, else Hydra's."""
-        import copy
-
-        shaped = None
         try:
             shaped = self._shape(loader, overrides)
         except Exception:  # noqa: BLE001 - Hydra's own composition reports it
-            pass
-        if shaped is not None:
-            shape, task, values = shaped
-            master, template = self._templates.get((id(master_config), shape), (None, None))
-            if master is master_config:
-                try:
-                    return self._from_template(master_config, template, task, values)
-                except Exception:  # noqa: BLE001 - Hydra's own composition reports it
-                    pass
+            shaped = None
+        if shaped is None:
+            return self._compose(loader, master_config, overrides)
+        shape, task, values = shaped
+        key = (id(master_config), shape)
+        master, template = self._templates.get(key, (None, None))
+        if master is master_config:
+            try:
+                return self._from_template(master_config, template, task, values)
+            except Exception:  # noqa: BLE001 - Hydra's own composition reports it
+                pass
         config = self._compose(loader, master_config, overrides)
-        if shaped is not None and len(self._templates) < self._kept:
-            self._templates[(id(master_config), shaped[0])] = (master_config,
-                                                               copy.deepcopy(config))
+        if len(self._templates) < self._kept:
+            self._templates[key] = (master_config, copy.deepcopy(config))
         return config
 
-    @staticmethod
-    def _from_template(master_config: Any, template: Any, task: list, values: list) -> Any:
+    def _from_template(self, master_config: Any, template: Any, task: list,
+                       values: list) -> Any:
         """A copy of ``template`` with Hydra's last steps of a composition redone."""
-        import copy
-
         from omegaconf import OmegaConf, open_dict
 
-        ConfigLoaderImpl = _hydra_internal(HYDRA_SWEEP_COMPOSE_PATCH_VERSIONS,
-                                           "config_loader_impl", "ConfigLoaderImpl")
-        dirname = _hydra_internal(HYDRA_SWEEP_COMPOSE_PATCH_VERSIONS, "config_loader_impl",
-                                  "get_overrides_dirname")
         config = copy.deepcopy(template)
-        ConfigLoaderImpl._apply_overrides_to_config(values, config)
+        self._apply(values, config)
         config.hydra.overrides.task = [override.input_line for override in task]
         with open_dict(config.hydra):
             for key in config.hydra.job.env_copy:
                 config.hydra.job.env_set[key] = os.environ[key]
         config.hydra.runtime.cwd = os.getcwd()
         named = config.hydra.job.config.override_dirname
-        config.hydra.job.override_dirname = dirname(
+        config.hydra.job.override_dirname = self._dirname(
             overrides=task, kv_sep=named.kv_sep, item_sep=named.item_sep,
             exclude_keys=named.exclude_keys)
         OmegaConf.copy_cache(from_config=master_config, to_config=config)
