@@ -65,12 +65,9 @@ def share_config_repository_for_help() -> bool:
 
 def hide_help_groups(prefixes: Sequence[str]) -> bool:
     """Leave the config groups under ``prefixes`` (internal ones, e.g. ``schema/``) out of
-    ``--help``'s "Configuration groups".
-
-    Private API: ``hydra._internal.hydra.Hydra.format_config_groups(predicate, compact)``
-    (Hydra 1.1-1.3), which lists every group the predicate accepts. Any other Hydra: left
-    alone (the groups are listed). Returns whether the patch was applied.
-    """
+    ``--help``'s "Configuration groups"; return whether the patch was applied. Private API:
+    ``hydra._internal.hydra.Hydra.format_config_groups(predicate, compact)`` (Hydra
+    1.1-1.3), which lists every group the predicate accepts; any other Hydra: left alone."""
     Hydra = _hydra_internal(HYDRA_REPORT_PATCH_VERSIONS, "hydra", "Hydra")
     if Hydra is None:  # pragma: no cover - checked by tests/test_compat.py
         return False
@@ -91,13 +88,11 @@ def report_errors_with(describe: Callable[[BaseException], Optional[str]], prog:
     without Hydra's config search path, its "Set the environment variable
     HYDRA_FULL_ERROR=1" line and, for a single run, its "Error executing job with
     overrides" line. Errors ``describe`` returns None for keep Hydra's report;
-    ``HYDRA_FULL_ERROR=1`` still raises everything.
-
-    Private API (Hydra 1.1-1.3): ``hydra._internal.utils.run_and_report``, through which
-    Hydra's main runs and reports everything, and ``hydra.core.utils.JobReturn.
-    return_value``, which writes that line before it re-raises a failed job's error. Any
-    other Hydra: left alone. Returns whether the patches were applied.
-    """
+    ``HYDRA_FULL_ERROR=1`` still raises everything. Private API (Hydra 1.1-1.3):
+    ``hydra._internal.utils.run_and_report``, through which Hydra's main runs and reports
+    everything, and ``hydra.core.utils.JobReturn.return_value``, which writes that line
+    before it re-raises a failed job's error. Any other Hydra: left alone. Returns
+    whether the patches were applied."""
     utils = _hydra_internal(HYDRA_REPORT_PATCH_VERSIONS, "utils")
     if utils is None:  # pragma: no cover - checked by tests/test_compat.py
         return False
@@ -181,12 +176,10 @@ def keras_iterators_per_epoch() -> int:
     """How many iterators of the training dataset Keras' ``fit`` makes per epoch.
 
     A reshuffling ``tf.data`` shuffle draws each new iterator's order from one seeded
-    generator, so a resumed fit moves the generator on by the iterators the epochs done
-    made. Keras 3's ``EpochIterator._enumerate_iterator`` (not an API) makes one when an
-    epoch starts and one more when an epoch of known length ends, which the next epoch
-    replaces: epoch ``e`` (``e >= 1``) reads the ``2e``-th order. ``tests/test_resume.py``
-    checks that a resumed fit reads the orders an uninterrupted one reads.
-    """
+    generator, so a resumed fit moves it on by the iterators the epochs done made. Keras
+    3's ``EpochIterator._enumerate_iterator`` (not an API) makes one when an epoch starts
+    and one more when an epoch of known length ends: epoch ``e >= 1`` reads the ``2e``-th
+    order. ``tests/test_resume.py`` checks it still holds."""
     return 2  # on any other Keras too: the resume tests say whether it still holds
 
 
@@ -207,6 +200,21 @@ def local_dataset_source(path: str) -> Any:
         return resolve_dataset_source(path)
 
 
+def migrated_sqlite_store(path: str) -> None:
+    """MLflow's tables at their newest revision in a new SQLite file, without the Default
+    experiment ``SqlAlchemyStore`` adds (its artifact location names the store's own dir):
+    the template of ``tracking/store_template.py``. Private API:
+    ``mlflow.store.db.utils._initialize_tables`` (MLflow 1.x-3.x)."""
+    import sqlalchemy
+    from mlflow.store.db import utils
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{path}")
+    try:
+        utils._initialize_tables(engine)
+    finally:
+        engine.dispose()
+
+
 # MLflow versions whose private mlflow.utils.environment has the shape patched below.
 MLFLOW_REQUIREMENTS_CHECK_VERSIONS = ("3.",)
 
@@ -217,12 +225,10 @@ def requirements_from_this_environment() -> Any:
     MLflow's check that this environment satisfies them.
 
     :func:`mnist_experiments.tracking.models.requirements` pins the versions installed
-    here, so the check cannot find a mismatch; but its first call in a process maps every
-    installed distribution to its modules (``packages_distributions()``), which took
-    0.9-1.3 s of each single run's 2 cores here. Private API:
+    here, so the check cannot find a mismatch, but its first call maps every installed
+    distribution to its modules (0.9-1.3 s of a single run's 2 cores here). Private API:
     ``mlflow.utils.environment.warn_dependency_requirement_mismatches`` (MLflow 3.x);
-    on other versions, or if the name is gone, the check runs as usual.
-    """
+    elsewhere, or if the name is gone, the check runs as usual."""
     import mlflow
     import mlflow.utils.environment as environment
 

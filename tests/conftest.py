@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import csv
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import List, Sequence
 
@@ -16,6 +19,11 @@ import mnist_experiments.commands.train  # noqa: F401  (registers the structured
 from needs import skip_or_fail
 
 REPO = Path(__file__).resolve().parents[1]
+
+# the tests' own cache (the template of new stores, built once), never the user's
+if "MNIST_EXP_CACHE_DIR" not in os.environ:
+    os.environ["MNIST_EXP_CACHE_DIR"] = tempfile.mkdtemp(prefix="mnist-exp-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["MNIST_EXP_CACHE_DIR"], ignore_errors=True)
 
 # Small and fast: a few hundred digits, one epoch, no network.
 FAST = ["data=digits", "data.limit=300", "train.epochs=1"]

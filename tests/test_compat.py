@@ -132,6 +132,24 @@ def test_optuna_trial_id_finds_a_trial_by_number_in_a_shared_storage(tmp_path):
     assert optuna.__version__.startswith("4."), "check Study._storage and _study_id"
 
 
+def test_migrated_sqlite_store_is_mlflows_schema_without_an_experiment(tmp_path):
+    import sqlite3
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    compat.migrated_sqlite_store(str(tmp_path / "template.db"))
+    connection = sqlite3.connect(tmp_path / "template.db")
+    try:
+        experiments = connection.execute("SELECT COUNT(*) FROM experiments").fetchone()[0]
+    finally:
+        connection.close()
+    assert experiments == 0, f"MLflow {mlflow.__version__}: check db.utils._initialize_tables"
+    # MLflow opens it as its own: the schema is at its head revision, Default is added
+    client = MlflowClient(f"sqlite:///{tmp_path / 'template.db'}")
+    assert [e.name for e in client.search_experiments()] == ["Default"]
+
+
 
 def test_the_requirements_check_patch_still_applies():
     import mlflow

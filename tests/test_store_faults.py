@@ -151,6 +151,11 @@ def test_an_existing_store_on_a_read_only_mount_is_refused_for_training_and_stil
         uri = store_uri(ro)
         with StoreCreation.start(uri, "kept") as creation:
             assert creation.install()
+        # as a job does once the store is in place; in a process of its own, whose
+        # open connection would keep the mount busy
+        subprocess.run([sys.executable, "-c", "import sys; from mnist_experiments.tracking."
+                        "runs import ensure_experiment; ensure_experiment(*sys.argv[1:])",
+                        uri, "kept"], check=True, env=cli_env(), timeout=120)
         before = digest(ro / "mlflow.db")
         remount_read_only(ro)
         result, seconds = train(tmp_path, f"mlflow.tracking_uri={uri}")

@@ -28,7 +28,7 @@ from mnist_experiments.tracking import liveness
 from mnist_experiments.tracking.notes import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, ui_page
 from mnist_experiments.tracking.owner import END_REASON_TAG
 from mnist_experiments.tracking.preflight import StoreError, check_store
-from mnist_experiments.tracking.store import artifact_root_for, sqlite_file
+from mnist_experiments.tracking.store import artifact_root_for, install_template, sqlite_file
 
 log = logging.getLogger(__name__)
 # MLflow's SQL store logs every database error, with its traceback, before raising it:
@@ -59,8 +59,11 @@ def _create_experiment(uri: str, name: str) -> str:
     The store is checked first (:func:`~mnist_experiments.tracking.preflight.check_store`:
     seconds, not MLflow's minutes of retries); any error of the store itself is one
     :class:`~mnist_experiments.tracking.preflight.StoreError` naming it, never a traceback.
+    A new SQLite store is a copy of the template of MLflow's schema
+    (:func:`~mnist_experiments.tracking.store.install_template`).
     """
     check_store(uri)
+    install_template(uri)
     try:
         mlflow.set_tracking_uri(uri)
         client = MlflowClient(uri)

@@ -8,12 +8,14 @@ This module does not import MLflow (``mnist-exp`` calls it before the heavy impo
 - :func:`refuse_credentials`: a tracking URI is recorded with every run (the config's
   params, ``config.yaml``, log lines), so one that carries a password is refused; the
   credentials belong in MLflow's environment variables or credentials file.
-- :class:`StoreCreation`: a brand-new SQLite store costs ~3 s (importing MLflow, then
-  ~1.7 s of alembic migrations). A job starts that work in a helper process, which
-  runs on the second core while the job imports TensorFlow and loads its data, and
-  waits for it just before it first opens the store. The helper builds the DB under a
-  temporary name and links it into place only when complete, so an interrupted
-  creation never leaves a half-migrated ``mlflow.db`` behind.
+- :class:`StoreCreation`: a brand-new SQLite store is a copy of the template of this
+  MLflow's schema (:mod:`~mnist_experiments.tracking.store_template`, a millisecond).
+  Only the first one on a machine (or after an MLflow upgrade) costs ~3 s, importing
+  MLflow and then ~1.4 s of alembic migrations: a job starts that work in a helper
+  process, which runs on the second core while the job imports TensorFlow and loads its
+  data, and keeps the template. Either way the DB is made under a temporary name and
+  linked into place only when complete, so an interrupted creation never leaves a
+  half-migrated ``mlflow.db`` behind.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Optional
 from mnist_experiments.errors import UserError
 from mnist_experiments.tracking.owner import creation_name, stale_creation
 from mnist_experiments.tracking.preflight import check_store
+from mnist_experiments.tracking.store_template import build_template, copy_template
 
 DEFAULT_DB = "mlflow.db"
 SQLITE = "sqlite:///"
@@ -94,7 +97,7 @@ def artifact_root_for(uri: str) -> Optional[str]:
 
 
 class StoreCreation:
-    """Build a brand-new SQLite store for ``uri`` (with experiment ``name``) in a helper.
+    """Make a brand-new SQLite store for ``uri`` (with experiment ``name``) aside.
 
     Use as a context manager around the work that precedes the store's first use::
 
@@ -102,13 +105,16 @@ class StoreCreation:
             ...  # import TensorFlow, load data
             creation.install()
 
-    :meth:`start` spawns the helper only for a ``sqlite:///`` URI whose DB does not
-    exist yet (otherwise every method is a no-op); it first refuses, with a
+    :meth:`start` acts only for a ``sqlite:///`` URI whose DB does not exist yet
+    (otherwise every method is a no-op); it first refuses, with a
     :class:`~mnist_experiments.tracking.preflight.StoreError`, any store that cannot
-    work (:func:`~mnist_experiments.tracking.preflight.check_store`). The helper
-    builds the store under a temporary name; :meth:`install` waits for it and links it
-    into place (unless a store appeared meanwhile); leaving the block stops the helper
-    and removes the temporary file, so a job that fails before it opens the store (bad
+    work (:func:`~mnist_experiments.tracking.preflight.check_store`). It copies the
+    template to a temporary name, or, without a template, spawns the helper that builds
+    the template and the store there (with the experiment). :meth:`install` waits for
+    the helper if there is one and links the store into place (unless a store appeared
+    meanwhile); the caller's :func:`~mnist_experiments.tracking.runs.ensure_experiment`
+    adds the experiment to a copied template. Leaving the block stops the helper and
+    removes the temporary file, so a job that fails before it opens the store (bad
     data, say) leaves no store behind. The helper's failures are silent on purpose:
     the job then creates the store itself and reports any problem with the usual
     message.
@@ -129,6 +135,8 @@ class StoreCreation:
         if db is None or db.exists() or not db.parent.is_dir():
             return cls()
         temporary = db.with_name(creation_name(db.name))
+        if copy_template(temporary):  # ready now: nothing to wait for
+            return cls(None, db, temporary)
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "mnist_experiments.tracking.create_store", str(temporary), name],
@@ -147,13 +155,16 @@ class StoreCreation:
         return self.process is not None
 
     def install(self, timeout: float = 120.0) -> bool:
-        """Wait for the helper and put the store in place; True if this installed it."""
-        if self.process is None:
+        """Wait for the helper, if any, and put the store in place; True if this
+        installed it."""
+        if self.temporary is None:
             return False
-        try:
-            code = self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            code = None
+        code = 0  # a copied template is complete
+        if self.process is not None:
+            try:
+                code = self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                code = None
         installed = False
         if code == 0 and not self.db.exists():
             try:
@@ -165,10 +176,10 @@ class StoreCreation:
         return installed
 
     def discard(self) -> None:
-        """Stop the helper if it still runs and remove its temporary file."""
-        if self.process is None:
+        """Stop the helper if it still runs and remove the temporary file."""
+        if self.temporary is None:
             return
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
         for path in (self.temporary, self.temporary.with_name(self.temporary.name + "-journal")):
@@ -182,6 +193,21 @@ class StoreCreation:
 
     def __exit__(self, *exc) -> None:
         self.discard()
+
+
+def install_template(uri: str) -> bool:
+    """Make the missing SQLite store of ``uri`` a copy of the template (built here first
+    if there is none yet); True if this installed it. For a process that opens a new
+    store itself, with MLflow imported already (:func:`runs.ensure_experiment`);
+    otherwise, or if it cannot, MLflow migrates the new store in place."""
+    db = sqlite_file(uri)
+    if db is None or db.exists() or not db.parent.is_dir() or build_template() is None:
+        return False
+    temporary = db.with_name(creation_name(db.name))
+    if not copy_template(temporary):
+        return False
+    with StoreCreation(None, db, temporary) as creation:
+        return creation.install()
 
 
 def remove_stale_creations(db: Path) -> None:
