@@ -6,6 +6,7 @@ worker process behind. Real processes, real signals, real sweeps (sequential and
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import time
 
@@ -13,6 +14,7 @@ import pytest
 
 from conftest import store_uri
 from faults import Job, run_statuses
+from mnist_experiments.tracking.store_template import CACHE_ENV, build_template
 
 pytestmark = pytest.mark.slow
 
@@ -40,14 +42,23 @@ def test_a_signal_during_training_ends_the_run_killed(tmp_path, signum):
     assert "is KILLED" in last and "mlflow ui" in last
 
 
-def test_sigterm_during_start_up_and_store_creation_records_nothing(tmp_path):
+@pytest.mark.parametrize("cache", ["empty", "template"])
+def test_sigterm_during_start_up_and_store_creation_records_nothing(
+        tmp_path, monkeypatch, cache):
+    # empty: the first store of a machine, built by the helper (with the template) while
+    # the job imports TensorFlow; template: the store is a copy of it, made at once
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    if cache == "template":
+        (tmp_path / "cache").mkdir()
+        with monkeypatch.context() as session:
+            session.delenv(CACHE_ENV)  # the test session's template, copied
+            shutil.copy(build_template(), tmp_path / "cache")
     job = Job(LONG, tmp_path)
-    # the store helper is building the fresh store while the job imports TensorFlow
     job.wait_until(lambda: any(tmp_path.glob(".mlflow.db.*.creating")))
     job.signal(signal.SIGTERM)
     last = _assert_stopped(job, signal.SIGTERM, job.finish())
     assert "nothing was recorded" in last
-    time.sleep(1)  # the helper is stopped and its temporary file removed
+    time.sleep(1)  # the helper is stopped and the temporary file removed
     assert not list(tmp_path.glob(".mlflow.db*")), list(tmp_path.iterdir())
     assert not (tmp_path / "mlflow.db").exists()
 
@@ -138,3 +149,4 @@ def test_sigterm_while_the_artifacts_are_logged_ends_the_run_killed(tmp_path):
         pytest.skip("the run finished before the signal arrived")
     _assert_stopped(job, signal.SIGTERM, output)
     assert statuses == ["KILLED"]
+

@@ -65,7 +65,8 @@ def template_path() -> Optional[Path]:
 
 def copy_template(dest: Path) -> bool:
     """Copy the template to ``dest``, a new file; False (and no ``dest``) if there is no
-    usable template or the copy fails."""
+    usable template or the copy fails. A signal during the copy (Ctrl-C, SIGTERM) leaves
+    no ``dest`` behind either."""
     template = template_path()
     if template is None:
         return False
@@ -82,10 +83,15 @@ def copy_template(dest: Path) -> bool:
             with open(dest, "xb") as target:
                 created = True
                 shutil.copyfileobj(source, target)
-    except OSError:  # a full disk, say: nothing half-copied is left
+    except BaseException as exc:  # nothing half-copied is left, whatever stopped it
         if created:
-            Path(dest).unlink(missing_ok=True)
-        return False
+            try:
+                Path(dest).unlink(missing_ok=True)
+            except OSError:  # never hide what brought us here
+                pass
+        if isinstance(exc, OSError):  # a full disk, say: no template then
+            return False
+        raise
     return True
 
 
