@@ -150,3 +150,36 @@ def test_sigterm_while_the_artifacts_are_logged_ends_the_run_killed(tmp_path):
     _assert_stopped(job, signal.SIGTERM, output)
     assert statuses == ["KILLED"]
 
+
+_LANDS_IN_A_DEL = """
+import os, signal, sys, time
+from mnist_experiments.launch import signals
+
+class Collected:
+    def __del__(self):  # a library's clean-up, run by the garbage collector
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100000):  # the handler runs here, inside __del__
+            pass
+
+try:
+    with signals.handled():
+        Collected()
+        for _ in range(100):
+            time.sleep(0.02)
+        print("went on as if nothing happened")
+except KeyboardInterrupt as exc:
+    print("stopped by", signal.Signals(signals.signal_of(exc)).name, signals.received)
+"""
+
+
+def test_a_signal_that_lands_in_a_del_still_stops_the_process_without_a_traceback():
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    done = subprocess.run([sys.executable, "-c", _LANDS_IN_A_DEL], env=cli_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "stopped by SIGINT [2]", (done.stdout, done.stderr)
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, \
+        done.stderr

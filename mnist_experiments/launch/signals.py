@@ -11,6 +11,12 @@ conventional status, 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM).
 raised right after. Once stopping, a second signal is ignored, so that it cannot break
 the clean-up that ends the runs; a third one ends the process at once (its runs are
 then ended by the next command, see :mod:`mnist_experiments.tracking.liveness`).
+
+A signal that lands while Python runs a ``__del__`` or a weakref callback (a garbage
+collection, say) raises where Python can only print the exception ("Exception ignored
+in ...", a traceback) and go on as if nothing happened; :func:`_redeliver` catches it
+there, silently, and sends the signal again, so that it stops the process at the next
+point where it can.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import contextlib
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -27,6 +34,7 @@ from typing import Iterator, List, Optional
 from mnist_experiments.tracking.owner import process_start, stat_fields
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+REDELIVER_SECONDS = 0.01  # a signal dropped in a __del__ comes back this much later
 
 
 class Interrupted(KeyboardInterrupt):
@@ -202,14 +210,35 @@ def handled() -> Iterator[None]:
         if previous[s] == signal.SIG_IGN and s == signal.SIGINT:
             continue  # started in the background (`cmd &`): Ctrl-C was never ours
         signal.signal(s, _handler)
+    hook = sys.unraisablehook
+    sys.unraisablehook = _redeliver(hook)
     try:
         yield
     except KeyboardInterrupt:
         _park()  # a worker: its runs have ended; the launcher stops it
         raise
     finally:
+        sys.unraisablehook = hook
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _redeliver(previous):
+    """An unraisable-exception hook: an :class:`Interrupted` raised inside a ``__del__``
+    or a weakref callback, where Python would print it and drop it, is sent again as
+    the signal it was (counted once), from another thread a moment later, once the
+    main thread is out of the hook; anything else goes to ``previous``."""
+    def hook(unraisable) -> None:
+        exc = unraisable.exc_value
+        if isinstance(exc, Interrupted) and received and received[-1] == exc.signum:
+            received.pop()  # the handler counts it again when it comes back
+            again = threading.Timer(REDELIVER_SECONDS, os.kill, (os.getpid(), exc.signum))
+            again.daemon = True
+            again.start()
+            return
+        previous(unraisable)
+
+    return hook
 
 
 @contextlib.contextmanager
