@@ -4,9 +4,12 @@ migrates it (and keeps the template of MLflow's schema), or as a copy of that te
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -91,14 +94,41 @@ def test_a_store_opened_in_process_is_a_copy_of_the_template_too(tmp_path, empty
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "mlflow.db"]
 
 
-def test_a_template_that_is_not_a_store_is_never_copied(tmp_path, empty_cache):
+@pytest.mark.parametrize("damage", ["not sqlite", "torn", "no schema"])
+def test_a_damaged_template_is_never_copied_and_is_built_again(
+        tmp_path, empty_cache, damage):
     template = template_path()
     empty_cache.mkdir()
-    template.write_bytes(b"not an SQLite file")
+    if damage == "not sqlite":
+        template.write_bytes(b"not an SQLite file")
+    elif damage == "torn":  # an intact header, then pages of another file
+        shutil.copy(build_template_in(tmp_path / "elsewhere"), template)
+        data = bytearray(template.read_bytes())
+        data[4096:len(data) // 2] = os.urandom(len(data) // 2 - 4096)
+        template.write_bytes(bytes(data))
+    else:  # an SQLite file, but not MLflow's
+        connection = sqlite3.connect(template)
+        connection.execute("CREATE TABLE notes (text TEXT)")
+        connection.commit()
+        connection.close()
     assert not copy_template(tmp_path / "copy.db")
-    assert not (tmp_path / "copy.db").exists()
-    with StoreCreation.start(f"sqlite:///{tmp_path}/mlflow.db", "digits") as creation:
+    assert not (tmp_path / "copy.db").exists() and not template.exists()  # removed
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with StoreCreation.start(uri, "digits") as creation:
         assert creation.process is not None  # the helper migrates the store instead
+        assert creation.install()
+    assert ensure_experiment(uri, "digits") == "1"
+    assert copy_template(tmp_path / "copy.db")  # and the helper built the template again
+
+
+def build_template_in(cache) -> Path:
+    """A sound template in another cache dir (for the test to damage a copy of it)."""
+    previous = os.environ[CACHE_ENV]
+    os.environ[CACHE_ENV] = str(cache)
+    try:
+        return build_template()
+    finally:
+        os.environ[CACHE_ENV] = previous
 
 
 @pytest.mark.parametrize("template", [False, True])

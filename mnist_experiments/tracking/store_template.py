@@ -14,19 +14,18 @@ only verifies the schema and adds its Default experiment when the store is first
 - What: MLflow's tables at their newest revision and nothing else: no experiment, so no
   artifact location of another store's (``compat.migrated_sqlite_store``).
 - Safety: a template is built under a temporary name and renamed into place whole; one
-  that is not an SQLite file is never copied. An unwritable or full cache only means
-  that every new store is migrated, as MLflow does it.
+  that fails SQLite's own check (``PRAGMA quick_check``) or holds no schema is removed,
+  never copied, and built again. An unwritable or full cache only means that every new
+  store is migrated, as MLflow does it.
 
 Light: the standard library only (MLflow is imported only to build a template).
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import importlib.util
 import os
 import shutil
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -39,17 +38,20 @@ def cache_dir() -> Path:
     """Where this package keeps what it can rebuild (today: the store templates)."""
     configured = os.environ.get(CACHE_ENV)
     if configured:
-        return Path(configured)
+        return Path(configured).expanduser().absolute()  # jobs may change directory
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "mnist-experiments"
 
 
 def template_path() -> Optional[Path]:
     """The template of the installed MLflow (None if its migrations cannot be found)."""
+    import hashlib  # (here: the command line imports this module, and needs neither)
+    from importlib import metadata, util
+
     try:
-        spec = importlib.util.find_spec("mlflow")
-        version = importlib.metadata.version("mlflow")
-    except (ImportError, ValueError, importlib.metadata.PackageNotFoundError):
+        spec = util.find_spec("mlflow")
+        version = metadata.version("mlflow")
+    except (ImportError, ValueError, metadata.PackageNotFoundError):
         return None
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -77,7 +79,8 @@ def copy_template(dest: Path) -> bool:
     created = False
     try:
         with source:
-            if source.read(len(_SQLITE_HEADER)) != _SQLITE_HEADER:
+            if not _sound(template, source):
+                _remove(template)  # the helper builds it again
                 return False
             source.seek(0)
             with open(dest, "xb") as target:
@@ -93,6 +96,29 @@ def copy_template(dest: Path) -> bool:
             return False
         raise
     return True
+
+
+def _sound(template: Path, source) -> bool:
+    """Whether ``template`` is an intact SQLite file holding MLflow's schema."""
+    if source.read(len(_SQLITE_HEADER)) != _SQLITE_HEADER:
+        return False
+    try:
+        connection = sqlite3.connect(f"{template.as_uri()}?mode=ro", uri=True)
+        try:
+            checked = connection.execute("PRAGMA quick_check").fetchone()
+            revision = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return False
+    return checked == ("ok",) and revision is not None
+
+
+def _remove(template: Path) -> None:
+    try:
+        template.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def build_template() -> Optional[Path]:
