@@ -231,10 +231,14 @@ def _redeliver(previous):
     def hook(unraisable) -> None:
         exc = unraisable.exc_value
         if isinstance(exc, Interrupted) and received and received[-1] == exc.signum:
-            received.pop()  # the handler counts it again when it comes back
             again = threading.Timer(REDELIVER_SECONDS, os.kill, (os.getpid(), exc.signum))
             again.daemon = True
-            again.start()
+            try:
+                again.start()
+            except RuntimeError:  # no new thread at interpreter shutdown: say it, as before
+                previous(unraisable)
+                return
+            received.pop()  # the handler counts it again when it comes back
             return
         previous(unraisable)
 
