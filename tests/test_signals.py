@@ -177,9 +177,11 @@ def test_a_signal_that_lands_in_a_del_still_stops_the_process_without_a_tracebac
     import sys
 
     from conftest import cli_env
+    from faults import default_sigint
 
     done = subprocess.run([sys.executable, "-c", _LANDS_IN_A_DEL], env=cli_env(),
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60,
+                          preexec_fn=default_sigint)  # (CI may start us with it ignored)
     assert done.stdout.strip() == "stopped by SIGINT [2]", (done.stdout, done.stderr)
     assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, \
         done.stderr
