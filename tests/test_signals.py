@@ -47,12 +47,11 @@ def test_sigterm_during_start_up_and_store_creation_records_nothing(
         tmp_path, monkeypatch, cache):
     # empty: the first store of a machine, built by the helper (with the template) while
     # the job imports TensorFlow; template: the store is a copy of it, made at once
+    session_template = build_template()  # in the test session's cache (conftest.py)
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     if cache == "template":
         (tmp_path / "cache").mkdir()
-        with monkeypatch.context() as session:
-            session.delenv(CACHE_ENV)  # the test session's template, copied
-            shutil.copy(build_template(), tmp_path / "cache")
+        shutil.copy(session_template, tmp_path / "cache")
     job = Job(LONG, tmp_path)
     job.wait_until(lambda: any(tmp_path.glob(".mlflow.db.*.creating")))
     job.signal(signal.SIGTERM)

@@ -28,6 +28,12 @@ from mnist_experiments.tracking.runs import ensure_experiment
 
 
 @pytest.fixture
+def session_template() -> Path:
+    """The test session's template (its cache: tests/conftest.py), built once."""
+    return build_template()
+
+
+@pytest.fixture
 def empty_cache(tmp_path, monkeypatch):
     """No template yet: the first new store on a machine (the helper inherits this)."""
     cache = tmp_path / "cache"
@@ -54,7 +60,7 @@ def test_a_new_store_is_built_aside_then_installed_and_the_next_one_copied(
     # the helper kept the template, named after this MLflow, and it holds no experiment
     template = template_path()
     assert template.parent == empty_cache and mlflow.__version__ in template.name
-    assert sqlite_master(template)["experiments"] == 0
+    assert experiments_in(template) == 0
 
     second = f"sqlite:///{tmp_path}/second/mlflow.db"
     (tmp_path / "second").mkdir()
@@ -74,13 +80,10 @@ def test_a_new_store_is_built_aside_then_installed_and_the_next_one_copied(
     assert len(MlflowClient(uri).search_runs([experiment.experiment_id])) == 0
 
 
-def sqlite_master(path) -> dict:
-    import sqlite3
-
+def experiments_in(path) -> int:
     connection = sqlite3.connect(path)
     try:
-        return {"experiments": connection.execute("SELECT COUNT(*) FROM experiments")
-                .fetchone()[0]}
+        return connection.execute("SELECT COUNT(*) FROM experiments").fetchone()[0]
     finally:
         connection.close()
 
@@ -96,13 +99,13 @@ def test_a_store_opened_in_process_is_a_copy_of_the_template_too(tmp_path, empty
 
 @pytest.mark.parametrize("damage", ["not sqlite", "torn", "no schema"])
 def test_a_damaged_template_is_never_copied_and_is_built_again(
-        tmp_path, empty_cache, damage):
+        tmp_path, session_template, empty_cache, damage):
     template = template_path()
     empty_cache.mkdir()
     if damage == "not sqlite":
         template.write_bytes(b"not an SQLite file")
     elif damage == "torn":  # an intact header, then pages of another file
-        shutil.copy(build_template_in(tmp_path / "elsewhere"), template)
+        shutil.copy(session_template, template)
         data = bytearray(template.read_bytes())
         data[4096:len(data) // 2] = os.urandom(len(data) // 2 - 4096)
         template.write_bytes(bytes(data))
@@ -119,16 +122,6 @@ def test_a_damaged_template_is_never_copied_and_is_built_again(
         assert creation.install()
     assert ensure_experiment(uri, "digits") == "1"
     assert copy_template(tmp_path / "copy.db")  # and the helper built the template again
-
-
-def build_template_in(cache) -> Path:
-    """A sound template in another cache dir (for the test to damage a copy of it)."""
-    previous = os.environ[CACHE_ENV]
-    os.environ[CACHE_ENV] = str(cache)
-    try:
-        return build_template()
-    finally:
-        os.environ[CACHE_ENV] = previous
 
 
 @pytest.mark.parametrize("template", [False, True])

@@ -25,6 +25,8 @@ def create(path: str, name: str) -> None:
     name, which lives in the same directory. Without a usable template (an unwritable
     cache), MLflow migrates the store in place.
     """
+    # copied onto ``path`` itself, which the job removes if it stops this helper
+    # (ensure_experiment would copy it to a temporary name of this process's first)
     if build_template() is not None:
         copy_template(Path(path))
     ensure_experiment(SQLITE + str(path), name)

@@ -30,7 +30,11 @@ from typing import Optional
 from mnist_experiments.errors import UserError
 from mnist_experiments.tracking.owner import creation_name, stale_creation
 from mnist_experiments.tracking.preflight import check_store
-from mnist_experiments.tracking.store_template import build_template, copy_template
+from mnist_experiments.tracking.store_template import (
+    build_template,
+    copy_template,
+    remove_quietly,
+)
 
 DEFAULT_DB = "mlflow.db"
 SQLITE = "sqlite:///"
@@ -132,11 +136,12 @@ class StoreCreation:
         db = sqlite_file(uri)
         if db is not None:
             remove_stale_creations(db)
-        if db is None or db.exists() or not db.parent.is_dir():
+        if not _missing(db):
             return cls()
+        copied = cls._copy_of_template(db)
+        if copied is not None:  # ready now: nothing to wait for
+            return copied
         temporary = db.with_name(creation_name(db.name))
-        if copy_template(temporary):  # ready now: nothing to wait for
-            return cls(None, db, temporary)
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "mnist_experiments.tracking.create_store", str(temporary), name],
@@ -148,6 +153,12 @@ class StoreCreation:
         except OSError:
             return cls()
         return cls(process, db, temporary)
+
+    @classmethod
+    def _copy_of_template(cls, db: Path) -> Optional["StoreCreation"]:
+        """The template copied to this process's temporary name beside ``db``, or None."""
+        temporary = db.with_name(creation_name(db.name))
+        return cls(None, db, temporary) if copy_template(temporary) else None
 
     @property
     def building(self) -> bool:
@@ -182,11 +193,7 @@ class StoreCreation:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        for path in (self.temporary, self.temporary.with_name(self.temporary.name + "-journal")):
-            try:
-                path.unlink(missing_ok=True)
-            except OSError:  # e.g. EROFS: never hide the error that brought us here
-                pass
+        remove_quietly(self.temporary, self.temporary.with_name(self.temporary.name + "-journal"))
 
     def __enter__(self) -> "StoreCreation":
         return self
@@ -201,13 +208,19 @@ def install_template(uri: str) -> bool:
     store itself, with MLflow imported already (:func:`runs.ensure_experiment`);
     otherwise, or if it cannot, MLflow migrates the new store in place."""
     db = sqlite_file(uri)
-    if db is None or db.exists() or not db.parent.is_dir() or build_template() is None:
+    if not _missing(db) or build_template() is None:
         return False
-    temporary = db.with_name(creation_name(db.name))
-    if not copy_template(temporary):
+    copied = StoreCreation._copy_of_template(db)
+    if copied is None:
         return False
-    with StoreCreation(None, db, temporary) as creation:
-        return creation.install()
+    with copied:
+        return copied.install()
+
+
+def _missing(db: Optional[Path]) -> bool:
+    """Whether ``db`` is an SQLite store to create: a file that does not exist yet, in a
+    directory that does."""
+    return db is not None and not db.exists() and db.parent.is_dir()
 
 
 def remove_stale_creations(db: Path) -> None:

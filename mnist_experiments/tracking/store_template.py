@@ -23,6 +23,7 @@ Light: the standard library only (MLflow is imported only to build a template).
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sqlite3
@@ -45,6 +46,14 @@ def cache_dir() -> Path:
 
 def template_path() -> Optional[Path]:
     """The template of the installed MLflow (None if its migrations cannot be found)."""
+    name = _template_name()
+    return cache_dir() / name if name is not None else None
+
+
+@functools.lru_cache(maxsize=None)
+def _template_name() -> Optional[str]:
+    """``mlflow-<version>-<digest of its migrations' names>.db``: read once a process
+    (the cache dir is not: it comes from the environment)."""
     import hashlib  # (here: the command line imports this module, and needs neither)
     from importlib import metadata, util
 
@@ -62,7 +71,7 @@ def template_path() -> Optional[Path]:
     except OSError:
         return None
     digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
-    return cache_dir() / f"mlflow-{version}-{digest}.db"
+    return f"mlflow-{version}-{digest}.db"
 
 
 def copy_template(dest: Path) -> bool:
@@ -80,7 +89,7 @@ def copy_template(dest: Path) -> bool:
     try:
         with source:
             if not _sound(template, source):
-                _remove(template)  # the helper builds it again
+                remove_quietly(template)  # the helper builds it again
                 return False
             source.seek(0)
             with open(dest, "xb") as target:
@@ -88,10 +97,7 @@ def copy_template(dest: Path) -> bool:
                 shutil.copyfileobj(source, target)
     except BaseException as exc:  # nothing half-copied is left, whatever stopped it
         if created:
-            try:
-                Path(dest).unlink(missing_ok=True)
-            except OSError:  # never hide what brought us here
-                pass
+            remove_quietly(Path(dest))
         if isinstance(exc, OSError):  # a full disk, say: no template then
             return False
         raise
@@ -114,11 +120,14 @@ def _sound(template: Path, source) -> bool:
     return checked == ("ok",) and revision is not None
 
 
-def _remove(template: Path) -> None:
-    try:
-        template.unlink(missing_ok=True)
-    except OSError:
-        pass
+def remove_quietly(*paths: os.PathLike) -> None:
+    """Remove these files if they exist; an error (EROFS, say) is left unsaid, so that it
+    never hides the error that brought the caller here."""
+    for path in paths:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def build_template() -> Optional[Path]:
@@ -144,9 +153,5 @@ def build_template() -> Optional[Path]:
         return None
     finally:
         if partial is not None:
-            for leftover in (partial, partial + "-journal"):
-                try:
-                    os.unlink(leftover)
-                except OSError:
-                    pass
+            remove_quietly(partial, partial + "-journal")
     return template
