@@ -123,23 +123,14 @@ def tracked_run(
     if run_id is not None:
         with contextlib.suppress(MlflowException):
             MlflowClient().delete_tag(run_id, END_REASON_TAG)  # why it ended before
-    try:
-        run = mlflow.start_run(
-            run_id=run_id,
-            experiment_id=experiment_id,
-            run_name=run_name,
-            tags={**liveness.owner_tags(), **dict(tags or {})},
-            parent_run_id=parent_run_id,
-            nested=nested,
-            log_system_metrics=system_metrics,
-        )
-    except MlflowException as exc:
-        if exc.error_code != "PERMISSION_DENIED":
-            raise
-        raise permission_denied(experiment_id, exc) from None
     status, reason = RunStatus.to_string(RunStatus.FAILED), None
-    heartbeat = liveness.Heartbeat(run.info.run_id).start()
-    try:
+    # (a signal inside MLflow's start_run, which may wait on a server, stops it there:
+    # a run it had created is then ended by the next command, see liveness)
+    run = _start(experiment_id, run_name, tags, parent_run_id, nested, system_metrics, run_id)
+    heartbeat: Optional[liveness.Heartbeat] = None
+    try:  # from here on, whatever stops it, the run is ended
+        heartbeat = liveness.Heartbeat(run.info.run_id)
+        heartbeat.start()
         yield run
         status = RunStatus.to_string(RunStatus.FINISHED)
     except BaseException as exc:
@@ -152,9 +143,29 @@ def tracked_run(
             reason = f"{type(exc).__name__}: {first}"[:500]
         raise
     finally:
-        heartbeat.stop()
+        if heartbeat is not None:
+            heartbeat.stop()
         with signals.deferred():
             _end(run, status, reason, quiet=nested)
+
+
+def _start(experiment_id: str, run_name: str, tags: Optional[Mapping[str, str]],
+           parent_run_id: Optional[str], nested: bool, system_metrics: bool,
+           run_id: Optional[str]) -> mlflow.ActiveRun:
+    try:
+        return mlflow.start_run(
+            run_id=run_id,
+            experiment_id=experiment_id,
+            run_name=run_name,
+            tags={**liveness.owner_tags(), **dict(tags or {})},
+            parent_run_id=parent_run_id,
+            nested=nested,
+            log_system_metrics=system_metrics,
+        )
+    except MlflowException as exc:
+        if exc.error_code != "PERMISSION_DENIED":
+            raise
+        raise permission_denied(experiment_id, exc) from None
 
 
 def permission_denied(experiment_id: str, exc: MlflowException) -> UserError:
