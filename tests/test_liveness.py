@@ -165,3 +165,27 @@ def test_a_report_ends_a_sweep_whose_processes_were_killed(tmp_path):
     statuses = run_statuses(uri)
     assert {s for s, _ in statuses.values()} == {"KILLED"}, (statuses, report.stderr)
     assert "2 killed" in (sweep / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_reproduction_whose_worker_is_killed_ends_its_run_and_says_so(tmp_path):
+    # the kernel's OOM killer takes the biggest process: the worker that trains
+    trained = run_cli([*FAST, "viz=off", "mlflow.log_model=false"], tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    (original,) = [r.info.run_id for r in all_runs(store_uri(tmp_path))]
+    job = Job([original, "--override", "train.epochs=200"], tmp_path,
+              module="mnist_experiments.commands.reproduce")
+    job.wait_for("epoch 2/200")
+    (worker,) = [pid for pid in job.session_processes()
+                 if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    os.kill(worker, signal.SIGKILL)
+    output = job.finish()
+    assert job.returncode == 2, output
+    assert "Traceback" not in output, output
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("mnist-exp-reproduce: error: A worker process of the reproduction "
+                           "died"), output
+    statuses = run_statuses(store_uri(tmp_path))
+    assert sorted(s for s, _ in statuses.values()) == ["FINISHED", "KILLED"], statuses
+    (reason,) = [r for s, r in statuses.values() if s == "KILLED"]
+    assert f"its process {worker} " in reason and "is now marked KILLED" in last

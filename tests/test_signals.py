@@ -130,7 +130,7 @@ def test_sigterm_stops_a_reproduction_and_its_worker(tmp_path):
     assert job.returncode == 143, output
     assert "Traceback" not in output and "stopped by SIGTERM" in output.strip().splitlines()[-1]
     statuses = {s for s, _ in run_statuses(store_uri(tmp_path)).values()}
-    assert statuses == {"FINISHED", "KILLED"}, statuses  # the original, its reproduction
+    assert statuses == {"FINISHED", "KILLED"}, (statuses, output)  # the original, its reproduction
     time.sleep(1)
     assert len(workers) >= 2 and job.session_processes() == []
 

@@ -16,10 +16,12 @@ import multiprocessing
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 import keras
+from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from mnist_experiments import data
@@ -27,7 +29,7 @@ from mnist_experiments.config.untrusted import build_config, parse_config
 from mnist_experiments.errors import DataError, UserError
 from mnist_experiments.launch import numerics, signals
 from mnist_experiments.launch.context import JobContext
-from mnist_experiments.tracking import provenance
+from mnist_experiments.tracking import liveness, provenance
 from mnist_experiments.tracking.store import resolve_tracking_uri
 from mnist_experiments.workflows.experiment import run_experiment
 from mnist_experiments.workflows.reproduce.original import (
@@ -206,19 +208,33 @@ def reproduce(request: Request) -> Result:
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     context = JobContext(launch_dir=request.launch_dir, overrides=overrides,
                          tags=_tags(original, request), parent_run_id=request.parent_run_id)
-    with _workers(cfg, request) as pool, signals.passed_to_children():
-        run_id, _ = pool.submit(run_in_worker, container, context).result()
-        client = _client(uri, required=True)
-        new_run = client.get_run(run_id)
-        rows = compare_metrics(original.metrics, new_run.data.metrics)
-        verdict = exact_verdict(rows, request.tolerance) or _claims_refuted(
-            compare_metrics(recorded, new_run.data.metrics), rows, request)
-        if verdict is None and request.calibration_runs >= 2 and \
-                any(r.original is not None for r in rows):
-            runs, ids = calibrate(pool, _jobs(cfg, request), container, request, run_id,
-                                  new_run.data.metrics, overrides)
-        else:
-            runs, ids = {}, []
+    try:
+        with _workers(cfg, request) as pool, signals.passed_to_children():
+            run_id, _ = pool.submit(run_in_worker, container, context).result()
+            client = _client(uri, required=True)
+            new_run = client.get_run(run_id)
+            rows = compare_metrics(original.metrics, new_run.data.metrics)
+            verdict = exact_verdict(rows, request.tolerance) or _claims_refuted(
+                compare_metrics(recorded, new_run.data.metrics), rows, request)
+            if verdict is None and request.calibration_runs >= 2 and \
+                    any(r.original is not None for r in rows):
+                runs, ids = calibrate(pool, _jobs(cfg, request), container, request, run_id,
+                                      new_run.data.metrics, overrides)
+            else:
+                runs, ids = {}, []
+    except KeyboardInterrupt:
+        # the workers have ended their runs KILLED, unless one was killed before it
+        # could (it did not stop in time): end those here, not at the next command
+        liveness.repair(MlflowClient(uri))
+        raise
+    except BrokenProcessPool:
+        ended = liveness.repair(MlflowClient(uri))
+        raise UserError(
+            "A worker process of the reproduction died before its run ended (killed by "
+            "a signal: most often the kernel's out-of-memory killer, see `dmesg`)"
+            + (f"; its run {', '.join(ended)} is now marked KILLED" if ended else "")
+            + ". Nothing else was changed. Free some memory, or run fewer re-runs at a "
+            "time (--jobs 1), and run the same command again.") from None
     differences = provenance.compare(original.tags, new_run.data.tags)
     result = Result(original, run_id, str(cfg.mlflow.experiment_name), uri, rows,
                     None, differences)
