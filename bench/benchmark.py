@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # noqa: E402
     BENCH_DIR, DEFAULT_DATA, DEFAULT_SEED, RunFailed, bench_env, machine_info,
-    run_a, run_b, time_cli, warm_up, _load,
+    missing_data, run_a, run_b, time_cli, warm_up, _load,
 )
 from notebook_report import b_timeline, render, summarize, targets  # noqa: E402
 
@@ -114,7 +114,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--cli-runs", type=int, default=5,
                         help="runs of mnist-exp --help and --cfg job each (0: skip)")
     parser.add_argument("--no-warmup", action="store_true",
-                        help="skip the unmeasured warm-up import before the first run")
+                        help="skip the unmeasured warm-up before the first run (imports, "
+                             "and the store template if this machine has none yet)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per run")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary run directories (their path is printed)")
@@ -163,6 +164,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     if args.from_json:
         return rerender(Path(args.from_json), Path(args.out))
+    problem = None if args.digits else missing_data(args.data_path, "--data-path")
+    if problem:
+        print(f"benchmark.py: error: {problem}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     if argv is None:
         command = shlex.join(["python", *sys.argv])
@@ -185,7 +190,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         report["data"] = prepare_data(args, tmp)
         log(f"data: {report['data']['description']}; work dir {tmp}")
         if not args.no_warmup:
-            log(f"warm-up import: {warm_up(env, tmp / 'warmup'):.1f}s")
+            log(f"warm-up (imports, store template): {warm_up(env, tmp / 'warmup'):.1f}s")
         if args.cli_runs > 0:
             report["cli"]["help"] = time_cli(["--help"], args.cli_runs, tmp / "cli-help", env)
             report["cli"]["cfg_job"] = time_cli(["--cfg", "job"], args.cli_runs, tmp / "cli-cfg", env)

@@ -27,6 +27,16 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 REFERENCE = BENCH_DIR / "notebook_reference.py"
 DEFAULT_DATA = "/usr/share/datasets/fashion-mnist"
+
+
+def missing_data(path: str, option: str) -> Optional[str]:
+    """What to do when the benchmark's data is not at ``path``; None if it is there."""
+    if os.path.exists(os.path.expanduser(path)):
+        return None
+    hint = ("install Debian's copy (apt-get install dataset-fashion-mnist)"
+            if os.path.expanduser(path) == DEFAULT_DATA else "check the path")
+    return (f"no data at {path}: {hint}, or give a directory of MNIST IDX files or a "
+            f"Keras-layout .npz with {option}")
 DEFAULT_SEED = 42  # the notebook's, and mnist-exp's default
 
 # ------------------------------------------------------------------------ running
@@ -228,8 +238,13 @@ def time_cli(args: Sequence[str], runs: int, workdir: Path, env: Dict[str, str])
 
 
 def warm_up(env: Dict[str, str], workdir: Path) -> float:
-    """Import the heavy libraries once so that no measured run pays for a cold page cache."""
-    code = "import tensorflow, keras, mlflow, matplotlib.pyplot, sklearn.metrics, hydra"
+    """Import the heavy libraries once so that no measured run pays for a cold page
+    cache, and build the MLflow store template that B's new stores are copied from
+    (once per machine and MLflow version: only a machine's very first run pays ~3 s for
+    it, see mnist_experiments/tracking/store_template.py)."""
+    code = ("import tensorflow, keras, mlflow, matplotlib.pyplot, sklearn.metrics, hydra\n"
+            "from mnist_experiments.tracking.store_template import build_template\n"
+            "build_template()")
     run = measure([sys.executable, "-c", code], workdir, env, timeout=600)
     _check(run, "warm-up import")
     return run["wall_s"]

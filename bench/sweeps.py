@@ -44,7 +44,9 @@ from typing import Any, Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import DEFAULT_DATA, _check, bench_env, machine_info, measure  # noqa: E402
+from harness import (  # noqa: E402
+    DEFAULT_DATA, _check, bench_env, machine_info, measure, missing_data,
+)
 
 ROOT = Path(__file__).resolve().parent
 
@@ -350,6 +352,10 @@ def main(argv: Any = None) -> int:
                         help="write the Markdown here (and the numbers beside it, .json)")
     args = parser.parse_args(argv)
     steps = ["parallel", "overhead", "pruning", "report"] if args.what == "all" else [args.what]
+    problem = missing_data(args.data, "--data") if "pruning" in steps else None
+    if problem:
+        print(f"sweeps.py: error: {problem}", file=sys.stderr)
+        return 2
     results: Dict[str, Any] = {"machine": machine_info(),
                                "date": time.strftime("%Y-%m-%d")}
     with tempfile.TemporaryDirectory(prefix="bench-sweeps-") as tmp:

