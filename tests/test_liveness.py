@@ -189,3 +189,33 @@ def test_a_reproduction_whose_worker_is_killed_ends_its_run_and_says_so(tmp_path
     assert sorted(s for s, _ in statuses.values()) == ["FINISHED", "KILLED"], statuses
     (reason,) = [r for s, r in statuses.values() if s == "KILLED"]
     assert f"its process {worker} " in reason and "is now marked KILLED" in last
+
+
+@pytest.mark.slow
+def test_a_joblib_sweep_whose_worker_is_killed_says_so_and_resumes(tmp_path):
+    sweep = ["-m", *LONG[:-1], "train.epochs=30", "mlflow.log_model=false", "seed=1,2,3",
+             f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra/launcher=joblib",
+             "hydra.launcher.n_jobs=2"]
+    job = Job(sweep, tmp_path)
+    job.wait_until(lambda: len(list((tmp_path / "sweep").glob("*/train.log"))) == 2
+                   and all("epoch 2/" in p.read_text()
+                           for p in (tmp_path / "sweep").glob("*/train.log")))
+    workers = [pid for pid in job.session_processes()
+               if b"LokyProcess" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)  # what the OOM killer does
+    output = job.finish()
+    assert job.returncode == 1, output
+    assert "Traceback" not in output, output
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("mnist-exp: a worker process of the sweep died"), output
+    assert f"hydra.sweep.dir={tmp_path / 'sweep'}" in last
+    statuses = run_statuses(store_uri(tmp_path))
+    assert "RUNNING" not in {s for s, _ in statuses.values()}, statuses
+
+    again = run_cli(sweep, tmp_path)  # what the paragraph says to do
+    assert again.returncode == 0, again.stderr[-3000:]
+    runs = [(r.info.run_name, r.info.status) for r in all_runs(store_uri(tmp_path))]
+    finished = {name for name, status in runs if status == "FINISHED"}
+    assert finished == {"seed=1", "seed=2", "seed=3", "sweep-sweep"}, runs
+    assert "RUNNING" not in {status for _, status in runs}, runs

@@ -117,6 +117,18 @@ class MlflowSweepCallback(Callback):
         signals.stop_children()
         return active._finish(signum=signum, account=True)
 
+    @classmethod
+    def end_after_a_worker_died(cls) -> Optional[Dict[str, str]]:
+        """After the launcher lost a worker process (the OOM killer, SIGKILL; joblib then
+        stops the others): end the runs their deaths left RUNNING (KILLED) and the
+        parent run, write the leaderboard; return the account line and the sweep dir,
+        or None if this process launched no sweep."""
+        active = cls._active
+        if active is None or active._sweep is None:
+            return None
+        signals.stop_children()
+        return {"account": active._finish(account=True) or "", "sweep_dir": active._sweep["sweep_dir"]}
+
     # ----------------------------------------------------------------- multirun
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Start the sweep; if that fails, stop it before any job runs.

@@ -21,6 +21,7 @@ import dataclasses
 import difflib
 import re
 import shutil
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import List, Optional
 
@@ -54,6 +55,8 @@ def describe(exc: BaseException) -> Optional[str]:
         return (f"a job of the sweep was {exc}, and the other jobs ran to their end. "
                 "Run the same command again with hydra.sweep.dir=<this sweep's dir> to run "
                 "the stopped job (and only it) again.")
+    if isinstance(exc, BrokenProcessPool):  # joblib's TerminatedWorkerError too
+        return _a_worker_died()
     if isinstance(exc, MissingConfigException):
         return _missing_option(exc)
     if isinstance(exc, OverrideParseException):
@@ -70,6 +73,21 @@ def describe(exc: BaseException) -> Optional[str]:
                     f"optimizer=adam). {HELP}")
         return f"the overrides do not compose: {_first_line(exc)}. {HELP}"
     return None
+
+
+def _a_worker_died() -> str:
+    """The paragraph for a parallel sweep whose launcher lost a worker process."""
+    from mnist_experiments.launch.callback import MlflowSweepCallback  # (MLflow: only now)
+
+    ended = MlflowSweepCallback.end_after_a_worker_died()
+    where = ended["sweep_dir"] if ended else "<this sweep's dir>"
+    return ("a worker process of the sweep died before its jobs ended (killed by a "
+            "signal: most often the kernel's out-of-memory killer, see `dmesg`), and the "
+            "launcher stopped the others. "
+            + (f"Their runs are marked KILLED: {ended['account']}. " if ended else "")
+            + f"Run the same command again with hydra.sweep.dir={where} to run only the "
+            "jobs that did not finish, with fewer jobs at a time if memory is short "
+            "(hydra.launcher.n_jobs=1).")
 
 
 def _raised_in_hydra_composition(exc: BaseException) -> bool:
