@@ -188,7 +188,7 @@ def test_a_reproduction_whose_worker_is_killed_ends_its_run_and_says_so(tmp_path
     statuses = run_statuses(store_uri(tmp_path))
     assert sorted(s for s, _ in statuses.values()) == ["FINISHED", "KILLED"], statuses
     (reason,) = [r for s, r in statuses.values() if s == "KILLED"]
-    assert f"its process {worker} " in reason and "is now marked KILLED" in last
+    assert f"its process {worker} " in reason and "are now marked KILLED" in last
 
 
 @pytest.mark.slow

@@ -232,7 +232,8 @@ def reproduce(request: Request) -> Result:
         raise UserError(
             "A worker process of the reproduction died before its run ended (killed by "
             "a signal: most often the kernel's out-of-memory killer, see `dmesg`)"
-            + (f"; its run {', '.join(ended)} is now marked KILLED" if ended else "")
+            + (f"; the runs it left RUNNING are now marked KILLED ({', '.join(ended)})"
+               if ended else "")
             + ". Nothing else was changed. Free some memory, or run fewer re-runs at a "
             "time (--jobs 1), and run the same command again.") from None
     differences = provenance.compare(original.tags, new_run.data.tags)
