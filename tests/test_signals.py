@@ -128,9 +128,13 @@ def test_sigterm_stops_a_reproduction_and_its_worker(tmp_path):
     job.signal(signal.SIGTERM)
     output = job.finish()
     assert job.returncode == 143, output
-    assert "Traceback" not in output and "stopped by SIGTERM" in output.strip().splitlines()[-1]
+    last = output.strip().splitlines()[-1]
+    assert "Traceback" not in output and "stopped by SIGTERM" in last
     statuses = {s for s, _ in run_statuses(store_uri(tmp_path)).values()}
     assert statuses == {"FINISHED", "KILLED"}, (statuses, output)  # the original, its reproduction
+    (reproduction,) = [r.info.run_id for r in __import__("conftest").all_runs(store_uri(tmp_path))
+                       if r.info.run_id != original]
+    assert f"run {reproduction} is KILLED. See it: mlflow ui" in last, output
     time.sleep(1)
     assert len(workers) >= 2 and job.session_processes() == []
 

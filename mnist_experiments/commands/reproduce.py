@@ -210,7 +210,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 "kind": type(exc).__name__})
         return EXIT_REFUSED
     except KeyboardInterrupt as exc:  # the new runs, if any, are marked KILLED
-        print(f"{PROG}: stopped by {signals.name_of(exc)}.", file=sys.stderr, flush=True)
+        ended = getattr(exc, "stopped_runs", "")
+        print(f"{PROG}: stopped by {signals.name_of(exc)}" + (f"; {ended}" if ended else "."),
+              file=sys.stderr, flush=True)
         return signals.exit_status(exc)
     report(result, args.tolerance)
     _write_json(args.json, result.to_json())

@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from mnist_experiments.errors import DataError, UserError
 from mnist_experiments.launch import numerics, signals
 from mnist_experiments.launch.context import JobContext
 from mnist_experiments.tracking import liveness, provenance
+from mnist_experiments.tracking.runs import where_to_look
 from mnist_experiments.tracking.store import resolve_tracking_uri
 from mnist_experiments.workflows.experiment import run_experiment
 from mnist_experiments.workflows.reproduce.original import (
@@ -208,6 +210,7 @@ def reproduce(request: Request) -> Result:
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     context = JobContext(launch_dir=request.launch_dir, overrides=overrides,
                          tags=_tags(original, request), parent_run_id=request.parent_run_id)
+    started_ms = int(time.time() * 1000)
     try:
         with _workers(cfg, request) as pool, signals.passed_to_children():
             run_id, _ = pool.submit(run_in_worker, container, context).result()
@@ -222,10 +225,13 @@ def reproduce(request: Request) -> Result:
                                       new_run.data.metrics, overrides)
             else:
                 runs, ids = {}, []
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # the workers have ended their runs KILLED, unless one was killed before it
         # could (it did not stop in time): end those here, not at the next command
-        liveness.repair(MlflowClient(uri))
+        client = MlflowClient(uri)
+        liveness.repair(client)
+        exc.stopped_runs = _stopped_runs(  # type: ignore[attr-defined]
+            client, str(cfg.mlflow.experiment_name), original.label, started_ms, uri)
         raise
     except BrokenProcessPool:
         ended = liveness.repair(MlflowClient(uri))
@@ -260,6 +266,24 @@ def reproduce(request: Request) -> Result:
         tags[f"reproduction.interval.{interval.metric}"] = f"[{interval.low:.6g}, {interval.high:.6g}]"
     _tag(client, run_id, tags)
     return result
+
+
+def _stopped_runs(client: MlflowClient, experiment: str, label: str, since_ms: int,
+                  uri: str) -> str:
+    """What a signal left of this command's reproduction run (its calibration runs are
+    its children): ``run <id> is KILLED. See it: ...``."""
+    try:
+        found = client.get_experiment_by_name(experiment)
+        runs = [] if found is None else client.search_runs(
+            [found.experiment_id],
+            f"tags.reproduces = '{label}' and attributes.start_time >= {since_ms}")
+    except Exception:  # noqa: BLE001 - the account is a courtesy; the runs are ended
+        return ""
+    if not runs:
+        return "it stopped before the reproduction's run started; nothing was recorded."
+    run = runs[-1]  # (the newest first)
+    return (f"run {run.info.run_id} is {run.info.status}. "
+            + where_to_look(uri, run.info.experiment_id, run.info.run_id))
 
 
 def _claims_refuted(recorded: List[Row], rows: List[Row], request: Request) -> Optional[Verdict]:
