@@ -193,8 +193,8 @@ def test_a_reproduction_whose_worker_is_killed_ends_its_run_and_says_so(tmp_path
 
 @pytest.mark.slow
 def test_a_joblib_sweep_whose_worker_is_killed_says_so_and_resumes(tmp_path):
-    sweep = ["-m", *LONG[:-1], "train.epochs=30", "mlflow.log_model=false", "seed=1,2,3",
-             f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra/launcher=joblib",
+    sweep = ["-m", "data=digits", "train.epochs=30", "viz=off", "mlflow.log_model=false",
+             "seed=1,2,3", f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra/launcher=joblib",
              "hydra.launcher.n_jobs=2"]
     job = Job(sweep, tmp_path)
     job.wait_until(lambda: len(list((tmp_path / "sweep").glob("*/train.log"))) == 2

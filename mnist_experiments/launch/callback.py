@@ -127,7 +127,8 @@ class MlflowSweepCallback(Callback):
         if active is None or active._sweep is None:
             return None
         signals.stop_children()
-        return {"account": active._finish(account=True) or "", "sweep_dir": active._sweep["sweep_dir"]}
+        sweep_dir = active._sweep["sweep_dir"]
+        return {"account": active._finish(account=True) or "", "sweep_dir": sweep_dir}
 
     # ----------------------------------------------------------------- multirun
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
