@@ -27,6 +27,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 REFERENCE = BENCH_DIR / "notebook_reference.py"
 DEFAULT_DATA = "/usr/share/datasets/fashion-mnist"
+DEFAULT_SEED = 42  # the notebook's, and mnist-exp's default
 
 
 def missing_data(path: str, option: str) -> Optional[str]:
@@ -37,7 +38,7 @@ def missing_data(path: str, option: str) -> Optional[str]:
             if os.path.expanduser(path) == DEFAULT_DATA else "check the path")
     return (f"no data at {path}: {hint}, or give a directory of MNIST IDX files or a "
             f"Keras-layout .npz with {option}")
-DEFAULT_SEED = 42  # the notebook's, and mnist-exp's default
+
 
 # ------------------------------------------------------------------------ running
 class RunFailed(RuntimeError):

@@ -80,16 +80,20 @@ class Job:
     def returncode(self) -> Optional[int]:
         return self.proc.returncode
 
-    def session_processes(self) -> List[int]:
-        """Live processes of this job's session (its workers included)."""
+    def session_processes(self, running: Optional[bytes] = None) -> List[int]:
+        """Live processes of this job's session (its workers included); with
+        ``running``, only those whose command line holds it (b"LokyProcess": joblib's
+        workers, b"spawn_main": a reproduction's)."""
         found = []
         for entry in Path("/proc").glob("[0-9]*"):
             try:
                 stat = (entry / "stat").read_text()
+                command = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
             fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[3]) == self.proc.pid and fields[0] != "Z":
+            if int(fields[3]) == self.proc.pid and fields[0] != "Z" and (
+                    running is None or running in command):
                 found.append(int(entry.name))
         return found
 
@@ -98,6 +102,29 @@ class Job:
 
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def reproduction_at_epoch_2(tmp_path: Path) -> tuple:
+    """A trained run, then ``mnist-exp-reproduce`` of it at 200 epochs, past its second
+    epoch: ``(the original's run id, the reproduction's Job)``."""
+    from conftest import FAST, all_runs, run_cli, store_uri
+
+    trained = run_cli([*FAST, "viz=off", "mlflow.log_model=false"], tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    (original,) = [r.info.run_id for r in all_runs(store_uri(tmp_path))]
+    job = Job([original, "--override", "train.epochs=200"], tmp_path,
+              module="mnist_experiments.commands.reproduce")
+    job.wait_for("epoch 2/200")
+    return original, job
+
+
+def jobs_past_epoch_2(sweep_dir: Path, jobs: int) -> Callable[[], bool]:
+    """For :meth:`Job.wait_until`: ``jobs`` jobs of the sweep have logged their second
+    epoch (all of a joblib sweep's workers are training)."""
+    def condition() -> bool:
+        logs = list(sweep_dir.glob("*/train.log"))
+        return len(logs) == jobs and all("epoch 2/" in p.read_text() for p in logs)
+    return condition
 
 
 @contextlib.contextmanager

@@ -17,7 +17,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import FAST, all_runs, run_cli, store_uri
-from faults import Job, resize, run_statuses, small_filesystem
+from faults import (
+    Job, jobs_past_epoch_2, reproduction_at_epoch_2, resize, run_statuses, small_filesystem,
+)
 from mnist_experiments.tracking import liveness
 from mnist_experiments.tracking.owner import (
     HEARTBEAT_TAG, HOST_TAG, NAMESPACE_TAG, PID_TAG, START_TAG, Owner, process_start, stale_creation,
@@ -155,8 +157,7 @@ def test_a_report_ends_a_sweep_whose_processes_were_killed(tmp_path):
     sweep = tmp_path / "sweep"
     job = Job(["-m", *LONG, "seed=1,2", f"hydra.sweep.dir={sweep}",
                "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], tmp_path)
-    job.wait_until(lambda: len(list(sweep.glob("*/train.log"))) == 2
-                   and all("epoch 2/" in p.read_text() for p in sweep.glob("*/train.log")))
+    job.wait_until(jobs_past_epoch_2(sweep, 2))
     job.signal(signal.SIGKILL, group=True)  # the launcher and its workers, at once
     job.finish()
     uri = store_uri(tmp_path)
@@ -170,14 +171,8 @@ def test_a_report_ends_a_sweep_whose_processes_were_killed(tmp_path):
 @pytest.mark.slow
 def test_a_reproduction_whose_worker_is_killed_ends_its_run_and_says_so(tmp_path):
     # the kernel's OOM killer takes the biggest process: the worker that trains
-    trained = run_cli([*FAST, "viz=off", "mlflow.log_model=false"], tmp_path)
-    assert trained.returncode == 0, trained.stderr
-    (original,) = [r.info.run_id for r in all_runs(store_uri(tmp_path))]
-    job = Job([original, "--override", "train.epochs=200"], tmp_path,
-              module="mnist_experiments.commands.reproduce")
-    job.wait_for("epoch 2/200")
-    (worker,) = [pid for pid in job.session_processes()
-                 if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    _, job = reproduction_at_epoch_2(tmp_path)
+    (worker,) = job.session_processes(running=b"spawn_main")
     os.kill(worker, signal.SIGKILL)
     output = job.finish()
     assert job.returncode == 2, output
@@ -197,11 +192,8 @@ def test_a_joblib_sweep_whose_worker_is_killed_says_so_and_resumes(tmp_path):
              "seed=1,2,3", f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra/launcher=joblib",
              "hydra.launcher.n_jobs=2"]
     job = Job(sweep, tmp_path)
-    job.wait_until(lambda: len(list((tmp_path / "sweep").glob("*/train.log"))) == 2
-                   and all("epoch 2/" in p.read_text()
-                           for p in (tmp_path / "sweep").glob("*/train.log")))
-    workers = [pid for pid in job.session_processes()
-               if b"LokyProcess" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    job.wait_until(jobs_past_epoch_2(tmp_path / "sweep", 2))
+    workers = job.session_processes(running=b"LokyProcess")
     assert len(workers) == 2
     os.kill(workers[0], signal.SIGKILL)  # what the OOM killer does
     output = job.finish()

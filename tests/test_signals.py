@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from conftest import store_uri
-from faults import Job, run_statuses
+from conftest import all_runs, store_uri
+from faults import Job, jobs_past_epoch_2, reproduction_at_epoch_2, run_statuses
 from mnist_experiments.tracking.store_template import CACHE_ENV, build_template
 
 pytestmark = pytest.mark.slow
@@ -97,9 +97,7 @@ def test_ctrl_c_at_a_job_boundary_stops_a_sequential_sweep(tmp_path):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "SIGTERM"])
 def test_a_signal_stops_a_joblib_sweep_and_its_workers(tmp_path, signum):
     job = _sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
-    job.wait_until(lambda: len(list((tmp_path / "sweep").glob("*/train.log"))) == 2
-                   and all("epoch 2/" in p.read_text()
-                           for p in (tmp_path / "sweep").glob("*/train.log")))
+    job.wait_until(jobs_past_epoch_2(tmp_path / "sweep", 2))
     workers = job.session_processes()
     assert len(workers) >= 3  # the launcher and its two workers (and loky's helpers)
     job.signal(signum, group=signum == signal.SIGINT)
@@ -116,14 +114,7 @@ def test_a_signal_stops_a_joblib_sweep_and_its_workers(tmp_path, signum):
 
 
 def test_sigterm_stops_a_reproduction_and_its_worker(tmp_path):
-    from conftest import FAST, run_cli
-
-    trained = run_cli([*FAST, "viz=off", "mlflow.log_model=false"], tmp_path)
-    assert trained.returncode == 0, trained.stderr
-    (original,) = [r.info.run_id for r in __import__("conftest").all_runs(store_uri(tmp_path))]
-    job = Job([original, "--override", "train.epochs=200"], tmp_path,
-              module="mnist_experiments.commands.reproduce")
-    job.wait_for("epoch 2/200")
+    original, job = reproduction_at_epoch_2(tmp_path)
     workers = job.session_processes()
     job.signal(signal.SIGTERM)
     output = job.finish()
@@ -132,7 +123,7 @@ def test_sigterm_stops_a_reproduction_and_its_worker(tmp_path):
     assert "Traceback" not in output and "stopped by SIGTERM" in last
     statuses = {s for s, _ in run_statuses(store_uri(tmp_path)).values()}
     assert statuses == {"FINISHED", "KILLED"}, (statuses, output)  # the original, its reproduction
-    (reproduction,) = [r.info.run_id for r in __import__("conftest").all_runs(store_uri(tmp_path))
+    (reproduction,) = [r.info.run_id for r in all_runs(store_uri(tmp_path))
                        if r.info.run_id != original]
     assert f"run {reproduction} is KILLED. See it: mlflow ui" in last, output
     time.sleep(1)

@@ -76,7 +76,9 @@ def describe(exc: BaseException) -> Optional[str]:
 
 
 def _a_worker_died() -> str:
-    """The paragraph for a parallel sweep whose launcher lost a worker process."""
+    """The paragraph for a parallel sweep whose launcher lost a worker process; the
+    sweep is ended first (its runs, parent run and leaderboard), so that the paragraph
+    can say how it ended."""
     from mnist_experiments.launch.callback import MlflowSweepCallback  # (MLflow: only now)
 
     ended = MlflowSweepCallback.end_after_a_worker_died()

@@ -225,16 +225,15 @@ def reproduce(request: Request) -> Result:
                                       new_run.data.metrics, overrides)
             else:
                 runs, ids = {}, []
-    except KeyboardInterrupt as exc:
-        # the workers have ended their runs KILLED, unless one was killed before it
-        # could (it did not stop in time): end those here, not at the next command
+    except (KeyboardInterrupt, BrokenProcessPool) as exc:
+        # a stopped worker ends its runs KILLED; one that was killed (the OOM killer, or
+        # it did not stop in time) could not: end those here, not at the next command
         client = MlflowClient(uri)
-        liveness.repair(client)
-        exc.stopped_runs = _stopped_runs(  # type: ignore[attr-defined]
-            client, str(cfg.mlflow.experiment_name), original.label, started_ms, uri)
-        raise
-    except BrokenProcessPool:
-        ended = liveness.repair(MlflowClient(uri))
+        ended = liveness.repair(client)
+        if isinstance(exc, KeyboardInterrupt):
+            exc.stopped_runs = _stopped_runs(  # type: ignore[attr-defined]
+                client, str(cfg.mlflow.experiment_name), original.label, started_ms, uri)
+            raise
         raise UserError(
             "A worker process of the reproduction died before its run ended (killed by "
             "a signal: most often the kernel's out-of-memory killer, see `dmesg`)"
