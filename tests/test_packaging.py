@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -16,9 +17,15 @@ pytestmark = pytest.mark.slow  # builds and installs a wheel, runs it
 
 def test_the_wheel_ships_every_config_and_runs_from_site_packages(tmp_path):
     wheels = tmp_path / "wheels"
+    # built from a copy: setuptools reuses the checkout's build/ dir, whose stale copies
+    # of modules would hide one that the wheel leaves out
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "outputs", "multirun", "mlruns", "__pycache__",
+        "*.egg-info"))
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(wheels), str(REPO)],
+         "-w", str(wheels), str(source)],
         capture_output=True, text=True, timeout=300, env=cli_env(),
     )
     assert build.returncode == 0, build.stderr[-3000:]
@@ -27,6 +34,12 @@ def test_the_wheel_ships_every_config_and_runs_from_site_packages(tmp_path):
     expected = {f"mnist_experiments/conf/{p.relative_to(REPO / 'conf').as_posix()}"
                 for p in (REPO / "conf").rglob("*.yaml")}
     assert expected and expected <= names, sorted(expected - names)
+    # every module of the source tree (a sub-package missing from pyproject.toml's
+    # packages works in an editable install and is silently left out of the wheel)
+    modules = {p.relative_to(REPO).as_posix()
+               for root in ("mnist_experiments", "hydra_plugins")
+               for p in (REPO / root).rglob("*.py") if "__pycache__" not in p.parts}
+    assert modules and modules <= names, sorted(modules - names)
     entry_points = zipfile.ZipFile(wheel).read(
         next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "mnist-exp = mnist_experiments.commands.train:main" in entry_points
