@@ -1,7 +1,7 @@
-"""Every private API this package relies on still exists upstream (see compat.py).
+"""Every private API this package relies on still exists upstream (see compat/).
 
 When one of these fails after an upgrade, the message names the library version, and
-the fix goes into ``mnist_experiments/compat.py`` only.
+the fix goes into ``mnist_experiments/compat/`` only.
 """
 
 from __future__ import annotations
@@ -281,3 +281,33 @@ def test_sweep_jobs_composed_from_a_template_equal_hydras_own(tmp_path):
                 loader.load_sweep_config(master, [*jobs[0][:1], "seed=abc", *jobs[0][2:]])
     finally:
         ConfigLoaderImpl.load_sweep_config, Sweeper.validate_batch_is_legal = original, check
+
+
+def test_the_submitit_watcher_patch_still_applies(tmp_path):
+    submitit = pytest.importorskip("submitit", reason="pip install -e '.[slurm]'")
+    from submitit.core.utils import FailedJobError
+    from submitit.slurm.slurm import SlurmJob
+
+    from mnist_experiments.compat import slurm
+
+    original = SlurmJob.watcher
+    try:
+        assert slurm.watch_jobs_without_accounting(), (
+            f"Submitit {submitit.__version__}: SlurmInfoWatcher or SlurmJob.watcher changed; "
+            "a SLURM job that dies on a cluster without accounting is waited for forever")
+        assert type(SlurmJob.watcher).__mro__[1] is slurm._QueueWatcherMixin
+        assert slurm.watch_jobs_without_accounting()  # once: the same watcher stays
+        assert type(SlurmJob.watcher).__mro__[2] is type(original)
+        # the job and state are read from Submitit's own error for a job without result
+        job = SlurmJob(tmp_path, "4242_3", tasks=[0])
+        job._results_timeout_s = 0
+        SlurmJob.watcher._info_dict["4242_3"] = {"State": "OUT_OF_MEMORY", "JobID": "4242_3"}
+        SlurmJob.watcher._accounting = True  # (no sacct is asked: the state is given)
+        SlurmJob.watcher._last_status_check = float("inf")
+        error = job.exception()
+        assert slurm.died_job(error) == {"job": "4242_3", "state": "OUT_OF_MEMORY"}, (
+            f"Submitit {submitit.__version__} words a job without result differently: {error}")
+        assert slurm.died_job(FailedJobError("Job 1_0 (task: 0) failed")) is None
+        assert slurm.died_job(RuntimeError("Job 1_0 (task: 0)")) is None
+    finally:
+        SlurmJob.watcher = original

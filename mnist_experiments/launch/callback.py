@@ -130,6 +130,24 @@ class MlflowSweepCallback(Callback):
         sweep_dir = active._sweep["sweep_dir"]
         return {"account": active._finish(account=True) or "", "sweep_dir": sweep_dir}
 
+    @classmethod
+    def end_after_a_slurm_job_died(cls) -> Optional[Dict[str, str]]:
+        """After a SLURM job of the sweep ended without its result (Submitit's launcher
+        then stops waiting for the others): scancel the sweep's other jobs and wait for
+        them to end their runs, end the runs SLURM says are over (KILLED) and the parent
+        run, write the leaderboard; return the account line and the sweep dir, or None
+        if this process launched no sweep."""
+        active = cls._active
+        if active is None or active._sweep is None:
+            return None
+        from mnist_experiments.launch import slurm
+        from mnist_experiments.workflows import sweep
+
+        sweep_dir = active._sweep["sweep_dir"]
+        states = slurm.stop_sweep_jobs(slurm.sweep_arrays(Path(sweep_dir)))
+        sweep.end_runs_of_ended_slurm_jobs(active._sweep, states)
+        return {"account": active._finish(account=True) or "", "sweep_dir": sweep_dir}
+
     # ----------------------------------------------------------------- multirun
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Start the sweep; if that fails, stop it before any job runs.
@@ -161,6 +179,10 @@ class MlflowSweepCallback(Callback):
             raise SystemExit(1) from None
         MlflowSweepCallback._active = self
         self._in_process = runs_jobs_here(config)
+        if str(config.hydra.launcher.get("_target_", "")).endswith("SlurmLauncher"):
+            from mnist_experiments.compat.slurm import watch_jobs_without_accounting
+
+            watch_jobs_without_accounting()  # a job that dies is seen to end
         # a signal stops the workers (they end their runs) before it unwinds the sweep
         _passing_signals.enter_context(signals.passed_to_children())
         atexit.register(self._finish)  # also when a failed job makes Hydra abort the sweep

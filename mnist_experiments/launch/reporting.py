@@ -34,6 +34,7 @@ from hydra.errors import (
 )
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from mnist_experiments.compat import slurm as slurm_compat
 from mnist_experiments.errors import UserError
 from mnist_experiments.launch import signals
 
@@ -57,6 +58,9 @@ def describe(exc: BaseException) -> Optional[str]:
                 "the stopped job (and only it) again.")
     if isinstance(exc, BrokenProcessPool):  # joblib's TerminatedWorkerError too
         return _a_worker_died()
+    dead = slurm_compat.died_job(exc)
+    if dead is not None:
+        return _a_slurm_job_died(dead)
     if isinstance(exc, MissingConfigException):
         return _missing_option(exc)
     if isinstance(exc, OverrideParseException):
@@ -90,6 +94,23 @@ def _a_worker_died() -> str:
             + f"Run the same command again with hydra.sweep.dir={where} to run only the "
             "jobs that did not finish, with fewer jobs at a time if memory is short "
             "(hydra.launcher.n_jobs=1).")
+
+
+def _a_slurm_job_died(dead: dict) -> str:
+    """The paragraph for a SLURM sweep one of whose jobs ended without its result (its
+    process was killed, or its node failed); the sweep is ended first."""
+    from mnist_experiments.launch.callback import MlflowSweepCallback  # (MLflow: only now)
+
+    ended = MlflowSweepCallback.end_after_a_slurm_job_died()
+    where = ended["sweep_dir"] if ended else "<this sweep's dir>"
+    log = Path(where) / ".submitit" / dead["job"]
+    return (f"SLURM job {dead['job']} of the sweep ended {dead['state']} without its "
+            "result: its process was killed (most often for going over its memory, "
+            "hydra.launcher.mem_gb) or its node failed; its log is in "
+            f"{log}. The sweep's other jobs were cancelled. "
+            + (f"Their runs are marked KILLED: {ended['account']}. " if ended else "")
+            + f"Run the same command again with hydra.sweep.dir={where} to run only the "
+            "jobs that did not finish, with more memory per job if that was the cause.")
 
 
 def _raised_in_hydra_composition(exc: BaseException) -> bool:

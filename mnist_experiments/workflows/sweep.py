@@ -21,10 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 
 import mnist_experiments
 from mnist_experiments.errors import UserError
+from mnist_experiments.launch import slurm
 from mnist_experiments.launch.files import absolute, read_sweep_file, write_sweep_file
 from mnist_experiments.tracking import liveness, provenance
 from mnist_experiments.tracking.owner import END_REASON_TAG
 from mnist_experiments.tracking.runs import ensure_experiment
+from mnist_experiments.tracking.search import search_all_runs
 from mnist_experiments.tracking.store import StoreCreation, resolve_tracking_uri
 from mnist_experiments.workflows.leaderboard import Report, build_report
 
@@ -190,6 +192,28 @@ def finish(info: Dict[str, str], signum: Optional[int] = None) -> Optional[Repor
         log.info("sweep summary: %s", Path(info["sweep_dir"]) / "summary.md")
         print(report.markdown)
     return report
+
+
+def end_runs_of_ended_slurm_jobs(info: Dict[str, str], states: Dict[str, str]) -> List[str]:
+    """End (KILLED) the sweep's job runs still RUNNING whose SLURM job has ended
+    (``states``: SLURM's, by job id, as each run's ``slurm.job_id`` tag names it).
+    SLURM's word settles it at once, where the heartbeat's lease would take minutes for
+    a job on another node."""
+    client = MlflowClient(info["tracking_uri"])
+    ended: List[str] = []
+    over = {job: state for job, state in states.items() if slurm.ended(state)}
+    parent = client.get_run(info["parent_run_id"])
+    query = (f"tags.mlflow.parentRunId = '{info['parent_run_id']}' and "
+             "attributes.status = 'RUNNING'")
+    for run in list(search_all_runs(client, [parent.info.experiment_id], query)):
+        job = run.data.tags.get("slurm.job_id", "")
+        if job not in over:
+            continue
+        client.set_tag(run.info.run_id, END_REASON_TAG,
+                       f"its SLURM job {job} ended {over[job]} without ending the run")
+        client.set_terminated(run.info.run_id, liveness.KILLED)
+        ended.append(run.info.run_id)
+    return ended
 
 
 def account(report: Optional[Report], info: Dict[str, str]) -> str:

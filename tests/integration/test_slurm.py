@@ -10,12 +10,14 @@ test's directory: on one machine, that is the shared file system a real cluster 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Any, Callable, Dict
 
 import pytest
 
@@ -54,9 +56,11 @@ def _running_job(uri: str, job: str):
     return None
 
 
-def test_a_slurm_sweep_survives_scancel_of_a_job_and_resumes(slurm, tmp_path):
+def _sweep_whose_job_1_is_stopped(tmp_path: Path, stop: Callable[[Any], None]):
+    """Start a sweep whose job 0 is quick and job 1 trains long enough to be stopped
+    half-way; once job 1's run has logged an epoch, ``stop(its run)``; return the
+    command, the launcher's output and exit status, and job 1's run."""
     sweep_dir = tmp_path / "sweep"
-    # job 0 is quick; job 1 trains long enough to be cancelled half-way
     command = ["-m", *QUICK, *ON_SLURM, "train.epochs=1,60", f"hydra.sweep.dir={sweep_dir}"]
     uri = store_uri(tmp_path)
     launcher = subprocess.Popen([sys.executable, "-m", "mnist_experiments", *command],
@@ -72,15 +76,27 @@ def test_a_slurm_sweep_survives_scancel_of_a_job_and_resumes(slurm, tmp_path):
             # (not before the sweep made the store: opening a fresh one here would race it)
             if (sweep_dir / "mlflow_sweep.json").exists():
                 victim = _running_job(uri, "1")
-        slurm_id = victim.data.tags["slurm.job_id"]
-        cancel = subprocess.run([slurm["scancel"], slurm_id], capture_output=True, text=True)
-        assert cancel.returncode == 0, cancel.stderr
+        stop(victim)
         output, _ = launcher.communicate(timeout=240)
     finally:
         if launcher.poll() is None:
             launcher.kill()
+    return command, output, launcher.returncode, victim
+
+
+def test_a_slurm_sweep_survives_scancel_of_a_job_and_resumes(slurm, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    uri = store_uri(tmp_path)
+
+    def cancel(run):
+        cancel = subprocess.run([slurm["scancel"], run.data.tags["slurm.job_id"]],
+                                capture_output=True, text=True)
+        assert cancel.returncode == 0, cancel.stderr
+
+    command, output, returncode, victim = _sweep_whose_job_1_is_stopped(tmp_path, cancel)
+    slurm_id = victim.data.tags["slurm.job_id"]
     # the sweep waited for job 0, then ended with job 1 listed as killed: exit non-zero
-    assert launcher.returncode == 1, output[-4000:]
+    assert returncode == 1, output[-4000:]
     assert "mnist-exp: a job of the sweep was stopped by SIGTERM; its run ended KILLED" in output
     parent, children, _ = parent_and_children(uri)
     by_job = {c.data.tags["sweep.job_num"]: c for c in children}
@@ -122,3 +138,36 @@ def test_a_slurm_sweep_survives_scancel_of_a_job_and_resumes(slurm, tmp_path):
     # every job has left the queue
     queue = subprocess.run([slurm["squeue"], "-h", "-o", "%i"], capture_output=True, text=True)
     assert not any(i.startswith(slurm_id.split("_")[0]) for i in queue.stdout.split())
+
+
+def test_a_slurm_job_killed_without_its_result_ends_the_sweep_and_it_resumes(slurm, tmp_path):
+    """SIGKILL (the OOM killer's signal) leaves no result file. On a cluster without
+    accounting (this one: sacct answers "accounting storage is disabled"), Submitit
+    alone never sees such a job end and the sweep waited forever."""
+    sweep_dir = tmp_path / "sweep"
+    uri = store_uri(tmp_path)
+    command, output, returncode, victim = _sweep_whose_job_1_is_stopped(
+        tmp_path, lambda run: os.kill(int(run.data.tags["mnist_exp.pid"]), signal.SIGKILL))
+    slurm_id = victim.data.tags["slurm.job_id"]
+    assert returncode == 1, output[-4000:]
+    assert "Traceback" not in output, output[-4000:]
+    paragraph = output[output.index("SLURM job "):]
+    assert paragraph.startswith(f"SLURM job {slurm_id} of the sweep ended FAILED without its "
+                                "result"), output[-4000:]
+    assert f"hydra.sweep.dir={sweep_dir}" in paragraph
+    assert str(sweep_dir / ".submitit" / slurm_id) in paragraph
+    parent, children, _ = parent_and_children(uri)
+    by_job = {c.data.tags["sweep.job_num"]: c for c in children}
+    assert by_job["1"].info.status == "KILLED"
+    assert by_job["1"].data.tags["mnist_exp.end_reason"] == (
+        f"its SLURM job {slurm_id} ended FAILED without ending the run")
+    assert by_job["0"].info.status == "FINISHED" and parent.info.status == "FAILED"
+    rows = {r["job"]: r["status"] for r in read_summary(sweep_dir)}
+    assert rows == {"0": "FINISHED", "1": "KILLED"}
+
+    # the paragraph's advice: the same command again runs job 1 only
+    again = run_cli(command, tmp_path, timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    parent, children, _ = parent_and_children(uri)
+    assert parent.info.status == "FINISHED"
+    assert sorted(c.info.status for c in children) == ["FINISHED", "FINISHED", "KILLED"]

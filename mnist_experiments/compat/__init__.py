@@ -1,7 +1,7 @@
 """Every use of another library's private API, in one place, each with its version note.
 
-Nothing else in the package touches a private name of Hydra, Keras or MLflow. Each
-function here degrades to a safe default when upstream changes, and
+Nothing else in the package touches a private name of Hydra, Keras, MLflow or Submitit
+(:mod:`~mnist_experiments.compat.slurm`). Each function degrades to a safe default, and
 ``tests/test_compat.py`` fails loudly, naming the upstream version, when one of them no
 longer finds what it relies on.
 
