@@ -264,7 +264,7 @@ def test_no_import_cycles():
 # ---------------------------------------------------------------------------
 
 LIGHT_PACKAGES = ["config", "data", "launch", "commands", "figures"]
-LIGHT_MODULES = ["errors", "compat", "terminal", "tracking.store", "tracking.preflight",
+LIGHT_MODULES = ["errors", "compat", "compat.slurm", "terminal", "tracking.store", "tracking.preflight",
                  "tracking.owner", "tracking.store_template"]
 HEAVY_PACKAGES = ["models", "training", "tracking", "workflows"]
 HEAVY_EXCEPTIONS = ["tracking.store", "tracking.preflight", "tracking.owner",

@@ -42,7 +42,7 @@ def test_the_wheel_ships_every_config_and_runs_from_site_packages(tmp_path):
     assert modules and modules <= names, sorted(modules - names)
     entry_points = zipfile.ZipFile(wheel).read(
         next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "mnist-exp = mnist_experiments.commands.train:main" in entry_points
+    assert "mnist-exp = mnist_experiments.commands.mnist_exp:main" in entry_points
 
     # installed (not editable) into a fresh target dir, run from elsewhere
     target = tmp_path / "site"
