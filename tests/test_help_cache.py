@@ -31,6 +31,14 @@ def test_plain_help_is_hydras_text_kept_and_printed_from_the_cache(tmp_path):
     composed = _help(tmp_path, "--help", "model=lenet5")
     assert composed.returncode == 0 and "name: lenet5" in composed.stdout
     assert [p.name for p in (tmp_path / "cache" / "help").iterdir()] == [kept.name]
+    # a text kept under another key is removed a week later, when a new one is kept
+    old, recent = kept.with_name("mnist-exp-old.txt"), kept.with_name("mnist-exp-new.txt")
+    old.write_text("old"), recent.write_text("recent")
+    os.utime(old, (0, 0))
+    kept.unlink()
+    assert _help(tmp_path, "--help").stdout == first.stdout
+    assert sorted(p.name for p in (tmp_path / "cache" / "help").iterdir()) == sorted(
+        [kept.name, recent.name])
 
 
 def test_the_key_follows_every_input_of_the_text(tmp_path, monkeypatch):

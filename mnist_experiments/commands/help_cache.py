@@ -28,12 +28,14 @@ import hashlib
 import io
 import os
 import sys
+import time
 from importlib import util
 from pathlib import Path
 from typing import Iterator, List, Optional
 
 PLAIN_HELP = (["--help"], ["-h"])
 SUBDIR = "help"
+STALE_SECONDS = 7 * 24 * 3600  # another key's text, kept this long (other venvs)
 
 
 def plain_help(argv: List[str]) -> bool:
@@ -89,6 +91,10 @@ def _keep(text: str) -> None:
         partial = path.with_name(f".{path.name}.{os.getpid()}")
         partial.write_text(text, encoding="utf-8")
         os.replace(partial, path)  # atomic: a concurrent --help reads all or nothing
+    for old in path.parent.glob("mnist-exp-*.txt"):  # texts of an edit or install ago
+        with contextlib.suppress(OSError):
+            if old != path and time.time() - old.stat().st_mtime > STALE_SECONDS:
+                old.unlink()
 
 
 def _entry(create: bool = False) -> Optional[Path]:
