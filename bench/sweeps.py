@@ -7,9 +7,9 @@
     python bench/sweeps.py all --out bench/results-sweeps.md
 
 - **parallel**: ``mnist-exp -m data=digits train.epochs=3 seed=1..8`` (every job fully
-  tracked: figures, model) with Hydra's basic launcher and with
-  ``hydra/launcher=joblib hydra.launcher.n_jobs=2``, alternating, ``--pairs`` times,
-  each a fresh process in a fresh directory. Target: sequential / parallel >= 1.6.
+  tracked: figures, model; ``--job-epochs`` sets the epochs) with Hydra's basic launcher
+  and with ``hydra/launcher=joblib hydra.launcher.n_jobs=2``, alternating, ``--pairs``
+  times, each a fresh process in a fresh directory. Target: sequential / parallel >= 1.6.
 - **overhead**: ``mnist-exp -m data=digits train.epochs=3 seed=1..16`` (Hydra's basic
   launcher, model and metrics logged) with ``viz.sweep_figures=all`` (every job draws its
   figures) and ``best`` (only the jobs that lead the sweep when they end), and ``best``
@@ -72,7 +72,7 @@ def _runs(uri: str) -> List[Any]:
 # ----------------------------------------------------------------------------- parallel
 def parallel(args: argparse.Namespace, tmp: Path) -> Dict[str, Any]:
     seeds = ",".join(str(s) for s in range(1, args.jobs + 1))
-    base = ["data=digits", "train.epochs=3", f"seed={seeds}"]
+    base = ["data=digits", f"train.epochs={args.job_epochs}", f"seed={seeds}"]
     joblib = [*base, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
     variants = {"sequential": (base, {}), "joblib n_jobs=2": (joblib, {})}
     rows = []
@@ -92,7 +92,7 @@ def parallel(args: argparse.Namespace, tmp: Path) -> Dict[str, Any]:
 
     seq, par = (median(v) for v in variants)
     return {"rows": rows, "sequential_s": seq, "parallel_s": par, "speedup": seq / par,
-            "jobs": args.jobs}
+            "jobs": args.jobs, "epochs": args.job_epochs}
 
 
 # ----------------------------------------------------------------------------- overhead
@@ -267,7 +267,8 @@ def render(results: Dict[str, Any], command: str) -> str:
            f"TensorFlow {m.get('tensorflow', '?')}, {results['date']}.", ""]
     if "parallel" in results:
         p = results["parallel"]
-        out += [f"## Parallel jobs: {p['jobs']}-job digits sweep, 3 epochs, fully tracked", "",
+        out += [f"## Parallel jobs: {p['jobs']}-job digits sweep, {p.get('epochs', 3)} epochs, "
+                "fully tracked", "",
                 "| pair | launcher | wall s | jobs | threads per job | Σ fit_seconds |",
                 "|---|---|---|---|---|---|"]
         out += [f"| {r['pair']} | {r['variant']} | {r['wall']:.1f} | {r['jobs']} | "
@@ -338,6 +339,9 @@ def main(argv: Any = None) -> int:
     parser.add_argument("--sequential-jobs", type=int, default=16,
                         help="jobs of the overhead measurement's sweep")
     parser.add_argument("--pairs", type=int, default=2)
+    parser.add_argument("--job-epochs", type=int, default=3,
+                        help="parallel: epochs of each job (the fixed start-up weighs less "
+                             "in longer jobs)")
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--pruner", choices=["median", "hyperband"], default="median",
                         help="the pruner measured against none (pruning)")
