@@ -311,3 +311,26 @@ def test_the_submitit_watcher_patch_still_applies(tmp_path):
         assert slurm.died_job(RuntimeError("Job 1_0 (task: 0)")) is None
     finally:
         SlurmJob.watcher = original
+
+
+def test_a_slurm_jobs_final_state_names_its_cause_and_fix():
+    """The paragraph for a SLURM job that ended without its result, from Submitit's own
+    error (no sweep active in this process: the sweep dir is left for the user to fill)."""
+    pytest.importorskip("submitit", reason="pip install -e '.[slurm]'")
+    from submitit.core.utils import UncompletedJobError
+
+    from mnist_experiments.launch.reporting import describe
+
+    def paragraph(state: str) -> str:
+        return describe(UncompletedJobError(
+            f"Job 12_3 (task: 0) with path /x/12_3_0_result.pkl\n"
+            f"has not produced any output (state: {state})"))
+
+    text = paragraph("OUT_OF_MEMORY")
+    assert text.startswith("SLURM job 12_3 of the sweep ended OUT_OF_MEMORY without its "
+                           "result: it went over its memory; its log is in "), text
+    assert text.endswith("hydra.sweep.dir=<this sweep's dir> to run only the jobs that did "
+                         "not finish, with more memory per job (hydra.launcher.mem_gb)."), text
+    assert "more time per job (hydra.launcher.timeout_min)" in paragraph("TIMEOUT")
+    assert "its node failed; its log" in paragraph("NODE_FAIL")
+    assert "most often for going over its memory" in paragraph("CANCELLED")

@@ -104,13 +104,26 @@ def _a_slurm_job_died(dead: dict) -> str:
     ended = MlflowSweepCallback.end_after_a_slurm_job_died()
     where = ended["sweep_dir"] if ended else "<this sweep's dir>"
     log = Path(where) / ".submitit" / dead["job"]
+    cause, fix = _SLURM_CAUSES.get(dead["state"], _SLURM_CAUSES["FAILED"])
     return (f"SLURM job {dead['job']} of the sweep ended {dead['state']} without its "
-            "result: its process was killed (most often for going over its memory, "
-            "hydra.launcher.mem_gb) or its node failed; its log is in "
-            f"{log}. The sweep's other jobs were cancelled. "
+            f"result: {cause}; its log is in {log}. The sweep's other jobs were "
+            "cancelled. "
             + (f"Their runs are marked KILLED: {ended['account']}. " if ended else "")
             + f"Run the same command again with hydra.sweep.dir={where} to run only the "
-            "jobs that did not finish, with more memory per job if that was the cause.")
+            f"jobs that did not finish{fix}.")
+
+
+# what a SLURM job's final state says of its death, and what to change before running again
+_SLURM_CAUSES = {
+    "OUT_OF_MEMORY": ("it went over its memory", ", with more memory per job "
+                      "(hydra.launcher.mem_gb)"),
+    "TIMEOUT": ("it reached its time limit", ", with more time per job "
+                "(hydra.launcher.timeout_min)"),
+    "NODE_FAIL": ("its node failed", ""),
+    "FAILED": ("its process was killed (most often for going over its memory, "
+               "hydra.launcher.mem_gb) or its node failed",
+               ", with more memory per job if that was the cause"),
+}
 
 
 def _raised_in_hydra_composition(exc: BaseException) -> bool:

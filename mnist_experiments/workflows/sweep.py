@@ -16,6 +16,7 @@ import signal
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
@@ -202,17 +203,21 @@ def end_runs_of_ended_slurm_jobs(info: Dict[str, str], states: Dict[str, str]) -
     client = MlflowClient(info["tracking_uri"])
     ended: List[str] = []
     over = {job: state for job, state in states.items() if slurm.ended(state)}
-    parent = client.get_run(info["parent_run_id"])
     query = (f"tags.mlflow.parentRunId = '{info['parent_run_id']}' and "
              "attributes.status = 'RUNNING'")
-    for run in list(search_all_runs(client, [parent.info.experiment_id], query)):
-        job = run.data.tags.get("slurm.job_id", "")
-        if job not in over:
-            continue
-        client.set_tag(run.info.run_id, END_REASON_TAG,
-                       f"its SLURM job {job} ended {over[job]} without ending the run")
-        client.set_terminated(run.info.run_id, liveness.KILLED)
-        ended.append(run.info.run_id)
+    try:
+        parent = client.get_run(info["parent_run_id"])
+        for run in list(search_all_runs(client, [parent.info.experiment_id], query)):
+            job = run.data.tags.get("slurm.job_id", "")
+            if job not in over:
+                continue
+            client.set_tag(run.info.run_id, END_REASON_TAG,
+                           f"its SLURM job {job} ended {over[job]} without ending the run")
+            client.set_terminated(run.info.run_id, liveness.KILLED)
+            ended.append(run.info.run_id)
+    except MlflowException as exc:  # (the next command's liveness repair ends them)
+        log.warning("could not end the runs of ended SLURM jobs: %s",
+                    str(exc).splitlines()[0])
     return ended
 
 
