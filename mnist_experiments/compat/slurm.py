@@ -9,7 +9,7 @@ installed here runs ``sacct`` as before, then asks ``squeue`` about the jobs it 
 without a state. With accounting, nothing changes.
 
 Light: Submitit is imported only when the patch is applied (by a sweep that launches
-on SLURM).
+on SLURM), or by :func:`died_job` once something else has imported it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ SUBMITIT_WATCHER_PATCH_VERSIONS = ("1.5.",)
 # how often (at most, in s) the launcher asks SLURM about its jobs; Submitit's own
 # watcher waits up to 600 s between calls once a job has run for 20 minutes
 REFRESH_SECONDS = 60.0
-# squeue's states that Submitit's watcher does not know as unfinished
+# what squeue's other unfinished states (CONFIGURING, SUSPENDED, ...) are told to
+# Submitit's watcher, which knows only a few by name and takes the rest as ended
 _STILL_RUNNING = "RUNNING"
 _SOURCE = "mnist_exp.source"
 
