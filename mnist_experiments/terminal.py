@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.util
+import io
 import logging
 import os
 import re
@@ -164,6 +165,23 @@ def install() -> None:
     tf_logger = logging.getLogger("tensorflow")
     if _RETRACING not in tf_logger.filters:
         tf_logger.addFilter(_RETRACING)
+
+
+def dump_on_crash() -> bool:
+    """On a native crash (SIGSEGV, SIGABRT, ... in TensorFlow, say), print where every
+    Python thread was to stderr (:mod:`faulthandler`) before the process dies, instead of
+    nothing (a sweep job's log said only "srun: error: task 0: Aborted"). Called by
+    ``mnist-exp`` and in each of its jobs, never on import: a program that imports this
+    package keeps its own handlers. False when stderr has no file descriptor."""
+    import faulthandler
+
+    if faulthandler.is_enabled():
+        return True
+    try:
+        faulthandler.enable(file=sys.stderr, all_threads=True)
+    except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+        return False
+    return True
 
 
 def uninstall() -> None:

@@ -14,6 +14,7 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -353,3 +354,35 @@ def test_a_run_leaves_no_autograph_files_in_the_temp_dir(quiet_run, tmp_path):
     assert probe.returncode == 0, probe.stderr[-2000:]
     assert int(probe.stdout.strip()) >= 1  # autograph writes into TMPDIR ...
     assert autograph_files(temp) == []  # ... and removes them at a normal exit
+
+
+def test_a_native_crash_in_a_run_shows_where_python_was(tmp_path):
+    """SIGABRT in the middle of a fit (as glibc's heap checks or TensorFlow send): the
+    run's stderr holds the Python stack of every thread, the training one included."""
+    crash = ("import os, sys, threading, time\n"
+             "from mnist_experiments.commands.mnist_exp import main\n"
+             "def abort_in_fit():\n"
+             "    while not any(f.f_code.co_filename.endswith('training/fit.py')\n"
+             "                  and f.f_code.co_name == 'fit' for f in _frames()):\n"
+             "        time.sleep(0.05)\n"
+             "    time.sleep(0.5)  # in Keras's epochs\n"
+             "    os.abort()\n"
+             "def _frames():\n"
+             "    frame = sys._current_frames().get(threading.main_thread().ident)\n"
+             "    while frame is not None:\n"
+             "        yield frame\n"
+             "        frame = frame.f_back\n"
+             "threading.Thread(target=abort_in_fit, daemon=True).start()\n"
+             "sys.argv = ['mnist-exp', 'data=digits', 'train.epochs=50', 'viz=off',\n"
+             "            'mlflow.log_model=false']\n"
+             "main()\n")
+    result = subprocess.run([sys.executable, "-c", crash], cwd=tmp_path, env=quiet_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == -signal.SIGABRT, result.stderr[-3000:]
+    assert "Fatal Python error: Aborted" in result.stderr, result.stderr[-3000:]
+    # every thread's stack (faulthandler keeps a thread's 100 most recent frames: the
+    # training thread's are Keras's and TensorFlow's)
+    dump = result.stderr[result.stderr.index("Fatal Python error"):]
+    assert "in abort_in_fit" in dump, dump[-3000:]
+    assert "site-packages/keras/" in dump or "site-packages/tensorflow/" in dump, dump[-3000:]
+    assert "mnist_experiments/tracking/liveness.py" in dump  # the run's heartbeat thread

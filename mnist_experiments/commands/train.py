@@ -51,6 +51,7 @@ if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
 def app(cfg: DictConfig) -> Optional[float]:
     """Train and evaluate the configured model; return the objective for sweepers."""
     # a launcher's worker process runs jobs without main(): it handles signals here
+    terminal.dump_on_crash()  # (and a native crash shows where Python was)
     with signals.handled():
         try:
             return _job(cfg)
@@ -132,6 +133,7 @@ def main() -> None:
     if "--version" in sys.argv[1:]:  # (Hydra's own --version prints Hydra's)
         print(version_text("mnist-exp"))
         return
+    terminal.dump_on_crash()
     report_errors_with(describe, "mnist-exp")  # a bad config: one paragraph, exit 1
     try:
         check_group_overrides(sys.argv[1:])  # optimizer=null: Hydra fails before our code
