@@ -84,6 +84,12 @@ def _sweep_whose_job_1_is_stopped(tmp_path: Path, stop: Callable[[Any], None]):
     return command, output, launcher.returncode, victim
 
 
+def _job_errors(sweep_dir: Path) -> str:
+    """The end of each SLURM job's stderr (a native crash's stack dump is there)."""
+    logs = sorted((sweep_dir / ".submitit").glob("*_*/*_log.err"))
+    return "".join(f"\n--- {p.name}:\n{p.read_text(errors='replace')[-3000:]}" for p in logs)
+
+
 def test_a_slurm_sweep_survives_scancel_of_a_job_and_resumes(slurm, tmp_path):
     sweep_dir = tmp_path / "sweep"
     uri = store_uri(tmp_path)
@@ -96,8 +102,9 @@ def test_a_slurm_sweep_survives_scancel_of_a_job_and_resumes(slurm, tmp_path):
     command, output, returncode, victim = _sweep_whose_job_1_is_stopped(tmp_path, cancel)
     slurm_id = victim.data.tags["slurm.job_id"]
     # the sweep waited for job 0, then ended with job 1 listed as killed: exit non-zero
-    assert returncode == 1, output[-4000:]
-    assert "mnist-exp: a job of the sweep was stopped by SIGTERM; its run ended KILLED" in output
+    assert returncode == 1, output[-4000:] + _job_errors(sweep_dir)
+    assert "mnist-exp: a job of the sweep was stopped by SIGTERM; its run ended KILLED" in output, (
+        output[-4000:] + _job_errors(sweep_dir))
     parent, children, _ = parent_and_children(uri)
     by_job = {c.data.tags["sweep.job_num"]: c for c in children}
     assert by_job["1"].info.run_id == victim.info.run_id
@@ -149,7 +156,7 @@ def test_a_slurm_job_killed_without_its_result_ends_the_sweep_and_it_resumes(slu
     command, output, returncode, victim = _sweep_whose_job_1_is_stopped(
         tmp_path, lambda run: os.kill(int(run.data.tags["mnist_exp.pid"]), signal.SIGKILL))
     slurm_id = victim.data.tags["slurm.job_id"]
-    assert returncode == 1, output[-4000:]
+    assert returncode == 1, output[-4000:] + _job_errors(sweep_dir)
     assert "Traceback" not in output, output[-4000:]
     paragraph = output[output.index("SLURM job "):]
     assert paragraph.startswith(f"SLURM job {slurm_id} of the sweep ended FAILED without its "
