@@ -131,12 +131,13 @@ class MlflowSweepCallback(Callback):
         return {"account": active._finish(account=True) or "", "sweep_dir": sweep_dir}
 
     @classmethod
-    def end_after_a_slurm_job_died(cls) -> Optional[Dict[str, str]]:
+    def end_after_a_slurm_job_died(cls, job: str) -> Optional[Dict[str, str]]:
         """After a SLURM job of the sweep ended without its result (Submitit's launcher
         then stops waiting for the others): scancel the sweep's other jobs and wait for
         them to end their runs, end the runs SLURM says are over (KILLED) and the parent
         run, write the leaderboard; return the account line and the sweep dir, or None
-        if this process launched no sweep."""
+        if this process launched no sweep. ``job``: the dead job's id (its array is this
+        launch's; the sweep dir's Submitit folders name the arrays of earlier ones)."""
         active = cls._active
         if active is None or active._sweep is None:
             return None
@@ -144,7 +145,8 @@ class MlflowSweepCallback(Callback):
         from mnist_experiments.workflows import sweep
 
         sweep_dir = active._sweep["sweep_dir"]
-        states = slurm.stop_sweep_jobs(slurm.sweep_arrays(Path(sweep_dir)))
+        arrays = {job.split("_")[0], *slurm.sweep_arrays(Path(sweep_dir))} - {"?"}
+        states = slurm.stop_sweep_jobs(sorted(arrays))
         sweep.end_runs_of_ended_slurm_jobs(active._sweep, states)
         return {"account": active._finish(account=True) or "", "sweep_dir": sweep_dir}
 

@@ -101,7 +101,7 @@ def _a_slurm_job_died(dead: dict) -> str:
     process was killed, or its node failed); the sweep is ended first."""
     from mnist_experiments.launch.callback import MlflowSweepCallback  # (MLflow: only now)
 
-    ended = MlflowSweepCallback.end_after_a_slurm_job_died()
+    ended = MlflowSweepCallback.end_after_a_slurm_job_died(dead["job"])
     where = ended["sweep_dir"] if ended else "<this sweep's dir>"
     log = Path(where) / ".submitit" / dead["job"]
     cause, fix = _SLURM_CAUSES.get(dead["state"], _SLURM_CAUSES["FAILED"])
