@@ -43,13 +43,13 @@ def plain_help(argv: List[str]) -> bool:
     return argv in PLAIN_HELP
 
 
-def print_cached() -> bool:
-    """Print the kept help text if its key still holds; whether it did."""
-    path = _entry()
-    if path is None:
+def print_cached(entry: Optional[Path]) -> bool:
+    """Print the kept help text of ``entry`` (:func:`entry`) if there is one; whether it
+    did."""
+    if entry is None:
         return False
     try:
-        text = path.read_text(encoding="utf-8")
+        text = entry.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False
     sys.stdout.write(text)
@@ -58,9 +58,9 @@ def print_cached() -> bool:
 
 
 @contextlib.contextmanager
-def keeping() -> Iterator[None]:
-    """Inside the block, what is printed is also collected; kept as the help text if
-    the block ends without an error (Hydra exits with status 0 after the help)."""
+def keeping(entry: Optional[Path]) -> Iterator[None]:
+    """Inside the block, what is printed is also collected; kept as ``entry`` if the
+    block ends without an error (Hydra exits with status 0 after the help)."""
     collected = io.StringIO()
     real = sys.stdout
 
@@ -76,41 +76,36 @@ def keeping() -> Iterator[None]:
         try:
             yield
         except SystemExit as exc:
-            if exc.code not in (None, 0):
-                raise
-            _keep(collected.getvalue())
+            if exc.code in (None, 0):
+                _keep(entry, collected.getvalue())
             raise
-    _keep(collected.getvalue())
+        else:
+            _keep(entry, collected.getvalue())
 
 
-def _keep(text: str) -> None:
-    path = _entry(create=True)
+def _keep(path: Optional[Path], text: str) -> None:
     if path is None or not text:
         return
-    with contextlib.suppress(OSError):
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{os.getpid()}")
         partial.write_text(text, encoding="utf-8")
         os.replace(partial, path)  # atomic: a concurrent --help reads all or nothing
+    except OSError:
+        return
     for old in path.parent.glob("mnist-exp-*.txt"):  # texts of an edit or install ago
         with contextlib.suppress(OSError):
             if old != path and time.time() - old.stat().st_mtime > STALE_SECONDS:
                 old.unlink()
 
 
-def _entry(create: bool = False) -> Optional[Path]:
-    """The cache file of the current key (None if the key cannot be computed)."""
+def entry() -> Optional[Path]:
+    """The cache file of the current key (None if the key cannot be computed): computed
+    once a process, before Hydra runs."""
     from mnist_experiments.tracking.store_template import cache_dir
 
     key = _key()
-    if key is None:
-        return None
-    folder = cache_dir() / SUBDIR
-    if create:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError:
-            return None
-    return folder / f"mnist-exp-{key}.txt"
+    return cache_dir() / SUBDIR / f"mnist-exp-{key}.txt" if key is not None else None
 
 
 def _key() -> Optional[str]:

@@ -14,15 +14,15 @@ from mnist_experiments.commands import help_cache
 
 def main() -> None:
     """``mnist-exp``."""
-    if not help_cache.plain_help(sys.argv[1:]):
-        from mnist_experiments.commands import train
-
-        return train.main()
-    if help_cache.print_cached():
+    plain = help_cache.plain_help(sys.argv[1:])
+    kept = help_cache.entry() if plain else None
+    if plain and help_cache.print_cached(kept):
         return None
     from mnist_experiments.commands import train
 
-    with help_cache.keeping():  # Hydra's text, kept for the next --help
+    if not plain:
+        return train.main()
+    with help_cache.keeping(kept):  # Hydra's text, kept for the next --help
         train.main()
     return None
 

@@ -85,15 +85,22 @@ def _a_worker_died() -> str:
     can say how it ended."""
     from mnist_experiments.launch.callback import MlflowSweepCallback  # (MLflow: only now)
 
-    ended = MlflowSweepCallback.end_after_a_worker_died()
-    where = ended["sweep_dir"] if ended else "<this sweep's dir>"
     return ("a worker process of the sweep died before its jobs ended (killed by a "
             "signal: most often the kernel's out-of-memory killer, see `dmesg`), and the "
             "launcher stopped the others. "
-            + (f"Their runs are marked KILLED: {ended['account']}. " if ended else "")
+            + _ended_and_how_to_continue(MlflowSweepCallback.end_after_a_worker_died(),
+                                         ", with fewer jobs at a time if memory is short "
+                                         "(hydra.launcher.n_jobs=1)"))
+
+
+def _ended_and_how_to_continue(ended: Optional[dict], fix: str) -> str:
+    """The end of a paragraph for a sweep that lost a job's process: how its runs ended
+    (``ended``: the callback's account and sweep dir, None if no sweep ran here) and the
+    command that runs the rest, with ``fix``."""
+    where = ended["sweep_dir"] if ended else "<this sweep's dir>"
+    return ((f"Their runs are marked KILLED: {ended['account']}. " if ended else "")
             + f"Run the same command again with hydra.sweep.dir={where} to run only the "
-            "jobs that did not finish, with fewer jobs at a time if memory is short "
-            "(hydra.launcher.n_jobs=1).")
+            f"jobs that did not finish{fix}.")
 
 
 def _a_slurm_job_died(dead: dict) -> str:
@@ -102,15 +109,11 @@ def _a_slurm_job_died(dead: dict) -> str:
     from mnist_experiments.launch.callback import MlflowSweepCallback  # (MLflow: only now)
 
     ended = MlflowSweepCallback.end_after_a_slurm_job_died(dead["job"])
-    where = ended["sweep_dir"] if ended else "<this sweep's dir>"
-    log = Path(where) / ".submitit" / dead["job"]
+    log = Path(ended["sweep_dir"] if ended else "<this sweep's dir>") / ".submitit" / dead["job"]
     cause, fix = _SLURM_CAUSES.get(dead["state"], _SLURM_CAUSES["FAILED"])
     return (f"SLURM job {dead['job']} of the sweep ended {dead['state']} without its "
             f"result: {cause}; its log is in {log}. The sweep's other jobs were "
-            "cancelled. "
-            + (f"Their runs are marked KILLED: {ended['account']}. " if ended else "")
-            + f"Run the same command again with hydra.sweep.dir={where} to run only the "
-            f"jobs that did not finish{fix}.")
+            "cancelled. " + _ended_and_how_to_continue(ended, fix))
 
 
 # what a SLURM job's final state says of its death, and what to change before running again

@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 import time
-from typing import Iterable, List, Optional
+from typing import Callable, Iterable, List, Optional
 
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
@@ -84,10 +84,13 @@ def why_dead(tags: dict, now_ms: Optional[int] = None) -> Optional[str]:
 
 
 def repair(client: MlflowClient, experiment_ids: Optional[Iterable[str]] = None,
-           filter_string: str = "") -> List[str]:
+           filter_string: str = "",
+           reason: Callable[[dict], Optional[str]] = why_dead) -> List[str]:
     """End as KILLED every RUNNING run (in these experiments, default all) whose owner
-    is gone; return their ids. Store errors are logged, never raised: repairing is a
-    courtesy of a command that has its own work to do."""
+    is gone; return their ids. ``reason``: why a run with these tags is dead, or None
+    (default :func:`why_dead`; a launcher that knows better, SLURM's word, passes its
+    own). Store errors are logged, never raised: repairing is a courtesy of a command
+    that has its own work to do."""
     repaired: List[str] = []
     try:
         if experiment_ids is None:
@@ -98,27 +101,30 @@ def repair(client: MlflowClient, experiment_ids: Optional[Iterable[str]] = None,
         query = "attributes.status = 'RUNNING'" + (f" and {filter_string}" if filter_string else "")
         # all pages first: ending runs while paging would shift the pages of this query
         for run in list(search_all_runs(client, experiment_ids, query)):
-            reason = why_dead(run.data.tags)
-            if reason is None:
+            why = reason(run.data.tags)
+            if why is None:
                 continue
-            client.set_tag(run.info.run_id, END_REASON_TAG, reason)
+            client.set_tag(run.info.run_id, END_REASON_TAG, why)
             client.set_terminated(run.info.run_id, KILLED)
             repaired.append(run.info.run_id)
             log.warning("ended run %s (%s) as KILLED: %s", run.info.run_id,
-                        run.info.run_name, reason)
+                        run.info.run_name, why)
     except MlflowException as exc:
         log.warning("could not check for runs left RUNNING: %s", str(exc).splitlines()[0])
     return repaired
 
 
-def repair_sweep(client: MlflowClient, parent_run_id: str) -> List[str]:
-    """End a sweep's job runs, and its parent run, whose processes are gone."""
+def repair_sweep(client: MlflowClient, parent_run_id: str,
+                 reason: Callable[[dict], Optional[str]] = why_dead) -> List[str]:
+    """End a sweep's job runs, and its parent run, whose processes are gone (``reason``:
+    see :func:`repair`)."""
     try:
         experiment_id = client.get_run(parent_run_id).info.experiment_id
     except MlflowException:
         return []
-    return (repair(client, [experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'")
-            + repair(client, [experiment_id], f"attributes.run_id = '{parent_run_id}'"))
+    return (repair(client, [experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                   reason)
+            + repair(client, [experiment_id], f"attributes.run_id = '{parent_run_id}'", reason))
 
 
 class Heartbeat:

@@ -16,7 +16,6 @@ import signal
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
@@ -27,7 +26,6 @@ from mnist_experiments.launch.files import absolute, read_sweep_file, write_swee
 from mnist_experiments.tracking import liveness, provenance
 from mnist_experiments.tracking.owner import END_REASON_TAG
 from mnist_experiments.tracking.runs import ensure_experiment
-from mnist_experiments.tracking.search import search_all_runs
 from mnist_experiments.tracking.store import StoreCreation, resolve_tracking_uri
 from mnist_experiments.workflows.leaderboard import Report, build_report
 
@@ -200,25 +198,16 @@ def end_runs_of_ended_slurm_jobs(info: Dict[str, str], states: Dict[str, str]) -
     (``states``: SLURM's, by job id, as each run's ``slurm.job_id`` tag names it).
     SLURM's word settles it at once, where the heartbeat's lease would take minutes for
     a job on another node."""
-    client = MlflowClient(info["tracking_uri"])
-    ended: List[str] = []
     over = {job: state for job, state in states.items() if slurm.ended(state)}
-    query = (f"tags.mlflow.parentRunId = '{info['parent_run_id']}' and "
-             "attributes.status = 'RUNNING'")
-    try:
-        parent = client.get_run(info["parent_run_id"])
-        for run in list(search_all_runs(client, [parent.info.experiment_id], query)):
-            job = run.data.tags.get("slurm.job_id", "")
-            if job not in over:
-                continue
-            client.set_tag(run.info.run_id, END_REASON_TAG,
-                           f"its SLURM job {job} ended {over[job]} without ending the run")
-            client.set_terminated(run.info.run_id, liveness.KILLED)
-            ended.append(run.info.run_id)
-    except MlflowException as exc:  # (the next command's liveness repair ends them)
-        log.warning("could not end the runs of ended SLURM jobs: %s",
-                    str(exc).splitlines()[0])
-    return ended
+
+    def reason(tags: dict) -> Optional[str]:
+        job = tags.get("slurm.job_id", "")
+        return (f"its SLURM job {job} ended {over[job]} without ending the run"
+                if job in over else None)
+
+    # (the parent run has no SLURM job: left alone)
+    return liveness.repair_sweep(MlflowClient(info["tracking_uri"]), info["parent_run_id"],
+                                 reason)
 
 
 def account(report: Optional[Report], info: Dict[str, str]) -> str:

@@ -158,7 +158,7 @@ def test_a_slurm_job_killed_without_its_result_ends_the_sweep_and_it_resumes(slu
     slurm_id = victim.data.tags["slurm.job_id"]
     assert returncode == 1, output[-4000:] + _job_errors(sweep_dir)
     assert "Traceback" not in output, output[-4000:]
-    paragraph = output[output.index("SLURM job "):]
+    paragraph = output[output.index("mnist-exp: SLURM job ") + len("mnist-exp: "):]
     assert paragraph.startswith(f"SLURM job {slurm_id} of the sweep ended FAILED without its "
                                 "result"), output[-4000:]
     assert f"hydra.sweep.dir={sweep_dir}" in paragraph
