@@ -123,7 +123,7 @@ def overhead(args: argparse.Namespace, tmp: Path) -> Dict[str, Any]:
     lead the sweep drawing them (``best``, the default), and ``best`` with each job
     tracing its own model again (``MNIST_EXP_REUSE_MODELS=0``, as before the reuse)."""
     seeds = ",".join(str(s) for s in range(1, args.sequential_jobs + 1))
-    base = ["data=digits", "train.epochs=3", f"seed={seeds}"]
+    base = ["data=digits", f"train.epochs={args.job_epochs}", f"seed={seeds}"]
     variants = {"viz.sweep_figures=all": ("all", {}),
                 "best, each job traces its model": ("best", {"MNIST_EXP_REUSE_MODELS": "0"}),
                 "viz.sweep_figures=best": ("best", {})}
@@ -139,7 +139,7 @@ def overhead(args: argparse.Namespace, tmp: Path) -> Dict[str, Any]:
                 f"Σfit {found['fit_sum']:.1f} s")
     best = [r for r in rows if r["variant"] == "viz.sweep_figures=best"]
     traced = [r for r in rows if r["variant"].startswith("best, each")]
-    return {"rows": rows, "jobs": args.sequential_jobs,
+    return {"rows": rows, "jobs": args.sequential_jobs, "epochs": args.job_epochs,
             "ratio": statistics.median(r["ratio"] for r in best),
             "reuse_wall_ratio": statistics.median(
                 b["wall"] / t["wall"] for b, t in zip(best, traced))}
@@ -156,6 +156,8 @@ def pruning(args: argparse.Namespace, tmp: Path) -> Dict[str, Any]:
     base = ["hparams_search=optuna", "data=fashion_mnist", f"data.path={args.data}",
             f"data.limit={args.limit}", f"train.epochs={args.epochs}", "viz=off",
             "mlflow.log_model=false", f"hydra.sweeper.n_trials={args.trials}"]
+    if args.warmup_epochs is not None:
+        base.append(f"hydra.sweeper.warmup_epochs={args.warmup_epochs}")
     searches = []
     for seed in args.sweeper_seeds:
         search: Dict[str, Any] = {"seed": seed}
@@ -177,7 +179,7 @@ def pruning(args: argparse.Namespace, tmp: Path) -> Dict[str, Any]:
         search["best_gap_pp"] = 100 * (search["none"]["best"] - search[args.pruner]["best"])
         searches.append(search)
     return {"trials": args.trials, "epochs": args.epochs, "limit": args.limit,
-            "pruner": args.pruner, "searches": searches,
+            "pruner": args.pruner, "warmup_epochs": args.warmup_epochs, "searches": searches,
             "time_ratio": statistics.median(s["time_ratio"] for s in searches),
             "best_gap_pp": statistics.median(s["best_gap_pp"] for s in searches)}
 
@@ -278,7 +280,8 @@ def render(results: Dict[str, Any], command: str) -> str:
                 f"{p['parallel_s']:.1f} s: **{p['speedup']:.2f}x** (target >= 1.6x: {ok}).", ""]
     if "overhead" in results:
         o = results["overhead"]
-        out += [f"## Sweep overhead: sequential {o['jobs']}-job digits sweep, 3 epochs, "
+        out += [f"## Sweep overhead: sequential {o['jobs']}-job digits sweep, "
+                f"{o.get('epochs', 3)} epochs per job, "
                 "model and metrics logged", "",
                 "| pair | figures | wall s | Σ fit_seconds | wall / Σ fit | jobs complete | "
                 "jobs with figures |", "|---|---|---|---|---|---|---|"]
@@ -301,7 +304,9 @@ def render(results: Dict[str, Any], command: str) -> str:
         r = results["pruning"]
         searches = r.get("searches") or [{"seed": 1, **r}]  # (one search: older JSON)
         pruner = r.get("pruner", "median")  # (older JSON: always the median pruner)
-        out += [f"## Pruning ({pruner} pruner): {r['trials']}-trial "
+        warmup = r.get("warmup_epochs")
+        pruner_name = pruner + (f", warm-up {warmup} epochs" if warmup is not None else "")
+        out += [f"## Pruning ({pruner_name}): {r['trials']}-trial "
                 f"Optuna search, Fashion-MNIST {r['limit']} images, {r['epochs']} epochs "
                 "per trial", "",
                 "| sweeper seed | pruner | wall s | best objective | complete | pruned | "
@@ -340,11 +345,13 @@ def main(argv: Any = None) -> int:
                         help="jobs of the overhead measurement's sweep")
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--job-epochs", type=int, default=3,
-                        help="parallel: epochs of each job (the fixed start-up weighs less "
-                             "in longer jobs)")
+                        help="parallel, overhead: epochs of each job (the fixed start-up "
+                             "weighs less in longer jobs)")
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--pruner", choices=["median", "hyperband"], default="median",
                         help="the pruner measured against none (pruning)")
+    parser.add_argument("--warmup-epochs", type=int, default=None,
+                        help="pruning: hydra.sweeper.warmup_epochs (default: the sweeper's)")
     parser.add_argument("--sweeper-seeds", type=_ints,
                         default=[1], help="pruning: one search per variant for each seed")
     parser.add_argument("--epochs", type=int, default=8)

@@ -151,3 +151,11 @@ def test_a_bad_pruner_is_refused_before_any_run(tmp_path):
     assert "hydra.sweeper.pruner=sometimes is refused" in result.stderr
     assert "median, hyperband, none" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_bad_pruner_setting_is_refused_before_any_trial(tmp_path):
+    result = run_cli(["-m", *QUICK, "hydra.sweeper.warmup_epochs=-1"], tmp_path)
+    assert result.returncode == 1
+    assert "hydra.sweeper.warmup_epochs=-1 is not a count" in result.stderr
+    assert "Traceback" not in result.stderr and "sweep parent run" not in result.stderr
+    assert not all_runs(store_uri(tmp_path))

@@ -13,7 +13,10 @@ and its 1.4 line needs an unreleased Hydra; this one is the project's.
   ``hydra.sweeper.n_jobs`` at a time through the configured launcher.
 - ``hydra.sweeper.pruner=median|hyperband|none``: each job reports its per-epoch
   validation accuracy to its trial and stops when the pruner says so
-  (:mod:`mnist_experiments.launch.study`); the trial is told PRUNED.
+  (:mod:`mnist_experiments.launch.study`); the trial is told PRUNED. No trial is
+  pruned before ``hydra.sweeper.warmup_epochs`` epochs (null: 2 for the median
+  pruner, 1 for Hyperband), nor by the median pruner before
+  ``hydra.sweeper.startup_trials`` trials finished.
 
 Light at import (Hydra imports every plugin at start-up): Optuna loads in ``sweep``.
 """
@@ -52,6 +55,8 @@ class OptunaSweeperConf:
     sampler: Sampler = Sampler.tpe
     seed: Optional[int] = None  # the sampler's seed
     pruner: Pruner = Pruner.none
+    warmup_epochs: Optional[int] = None  # epochs before a trial may be pruned; null: 2
+    startup_trials: int = 4  # trials finished before the median pruner prunes any
     params: Dict[str, str] = field(default_factory=dict)
 
 
@@ -62,11 +67,13 @@ ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=OptunaSw
 class OptunaSweeper(Sweeper):
     def __init__(self, direction: Any, study_name: Optional[str], storage: Optional[str],
                  n_trials: int, n_jobs: int, sampler: Any, seed: Optional[int], pruner: Any,
-                 params: Optional[Dict[str, str]] = None):
+                 params: Optional[Dict[str, str]] = None, warmup_epochs: Optional[int] = None,
+                 startup_trials: int = 4):
         self.direction, self.study_name, self.storage = _name(direction), study_name, storage
         self.n_trials, self.n_jobs = int(n_trials), max(1, int(n_jobs))
         self.sampler, self.seed, self.pruner = _name(sampler), seed, _name(pruner)
         self.params = dict(params or {})
+        self.warmup_epochs, self.startup_trials = warmup_epochs, startup_trials
         self.config: Optional[DictConfig] = None
         self.hydra_context: Optional[HydraContext] = None
         self.launcher: Any = None
@@ -102,13 +109,14 @@ class OptunaSweeper(Sweeper):
         address = studies.StudyAddress(
             storage=self.storage or studies.default_storage(uri, cwd),
             study_name=self.study_name or f"mnist-exp-{sweep_dir.name}",
-            pruner=str(self.pruner), direction=self.direction)
+            pruner=str(self.pruner), direction=self.direction,
+            warmup_epochs=self.warmup_epochs, startup_trials=self.startup_trials)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(
             study_name=address.study_name, storage=address.storage, load_if_exists=True,
             sampler=studies.make_sampler(self.sampler, self.seed, studies.trials_in_storage(
                 address.storage, address.study_name)),
-            pruner=studies.make_pruner(address.pruner), direction=self.direction)
+            pruner=address.make_pruner(), direction=self.direction)
         address.write(sweep_dir)
         for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             study.tell(stale.number, state=TrialState.FAIL)  # its process is gone

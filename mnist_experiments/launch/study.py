@@ -21,6 +21,7 @@ STUDY_FILE = "optuna.json"
 PRUNERS = ("median", "hyperband", "none")
 SAMPLERS = ("tpe", "random")
 # the first epochs of the first trials are never pruned: the median of nothing is noise
+# (the defaults of hydra.sweeper.startup_trials and hydra.sweeper.warmup_epochs)
 STARTUP_TRIALS, WARMUP_EPOCHS = 4, 2
 
 
@@ -82,18 +83,36 @@ def _as_override(value: Any) -> str:
     return str(value)
 
 
-def make_pruner(name: str) -> Any:
+def make_pruner(name: str, warmup_epochs: Optional[int] = None,
+                startup_trials: int = STARTUP_TRIALS) -> Any:
+    """Optuna's pruner ``name``. No trial is pruned before it trained ``warmup_epochs``
+    epochs (the median pruner's ``n_warmup_steps``, default 2; Hyperband's
+    ``min_resource``, default 1), and the median pruner prunes nothing before
+    ``startup_trials`` trials finished (its ``n_startup_trials``)."""
     import optuna
 
+    check_pruner_settings({"warmup_epochs": warmup_epochs, "startup_trials": startup_trials})
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=STARTUP_TRIALS,
-                                           n_warmup_steps=WARMUP_EPOCHS)
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=startup_trials,
+            n_warmup_steps=WARMUP_EPOCHS if warmup_epochs is None else warmup_epochs)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1)
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, warmup_epochs or 1))
     if name in ("none", None):
         return optuna.pruners.NopPruner()
     raise UserError(f"hydra.sweeper.pruner={name} is not a pruner: choose one of "
                     f"{', '.join(PRUNERS)}.")
+
+
+def check_pruner_settings(sweeper: Any) -> None:
+    """Refuse a ``hydra.sweeper.warmup_epochs`` or ``startup_trials`` that is not a
+    whole number >= 0 (the sweep checks them before its parent run starts)."""
+    for key in ("warmup_epochs", "startup_trials"):
+        value = sweeper.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 0):
+            raise UserError(f"hydra.sweeper.{key}={value} is not a count: give a whole "
+                            f"number >= 0 (or leave it out for the default).")
 
 
 def make_sampler(name: str, seed: Optional[int], trials_before: int = 0) -> Any:
@@ -141,6 +160,11 @@ class StudyAddress:
     study_name: str
     pruner: str
     direction: str = "maximize"
+    warmup_epochs: Optional[int] = None
+    startup_trials: int = STARTUP_TRIALS
+
+    def make_pruner(self) -> Any:
+        return make_pruner(self.pruner, self.warmup_epochs, self.startup_trials)
 
     def write(self, sweep_dir: Path) -> None:
         (Path(sweep_dir) / STUDY_FILE).write_text(json.dumps(self.__dict__, indent=2))
@@ -156,7 +180,7 @@ class StudyAddress:
         import optuna
 
         return optuna.load_study(study_name=self.study_name, storage=self.storage,
-                                 pruner=make_pruner(self.pruner))
+                                 pruner=self.make_pruner())
 
 
 class JobTrial:

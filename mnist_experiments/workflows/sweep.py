@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import mnist_experiments
 from mnist_experiments.errors import UserError
-from mnist_experiments.launch import slurm
+from mnist_experiments.launch import slurm, study
 from mnist_experiments.launch.files import absolute, read_sweep_file, write_sweep_file
 from mnist_experiments.tracking import liveness, provenance
 from mnist_experiments.tracking.owner import END_REASON_TAG
@@ -44,6 +44,7 @@ def start(config: DictConfig, creation: Optional[StoreCreation] = None) -> Dict[
     overrides are the same (:func:`_resume`: the same parent run goes on, jobs whose
     runs finished are not run again); a different sweep there is refused.
     """
+    study.check_pruner_settings(config.hydra.sweeper)  # an Optuna sweep's, before any run
     launch_dir = os.getcwd()
     sweep_dir = absolute(str(config.hydra.sweep.dir), launch_dir).resolve()
     uri = resolve_tracking_uri(config.mlflow.tracking_uri, launch_dir)
