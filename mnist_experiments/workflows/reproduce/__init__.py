@@ -3,6 +3,7 @@
 - :mod:`.original`: the original run, config file or Hydra run dir, and what is known
   about it;
 - :mod:`.run`: the checks, the exact re-run and the calibration runs;
+- :mod:`.workers`: the fresh processes those runs run in;
 - :mod:`.verdict`: REPRODUCED, CONSISTENT or INCONSISTENT, and why.
 """
 

@@ -12,16 +12,12 @@ from __future__ import annotations
 
 import copy
 import logging
-import multiprocessing
 import os
-import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
-import keras
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
@@ -33,7 +29,6 @@ from mnist_experiments.launch.context import JobContext
 from mnist_experiments.tracking import liveness, provenance
 from mnist_experiments.tracking.runs import where_to_look
 from mnist_experiments.tracking.store import resolve_tracking_uri
-from mnist_experiments.workflows.experiment import run_experiment
 from mnist_experiments.workflows.reproduce.original import (
     SPLIT_KEYS,
     Original,
@@ -50,12 +45,17 @@ from mnist_experiments.workflows.reproduce.verdict import (
     exact_verdict,
     judged_metrics,
 )
+from mnist_experiments.workflows.reproduce.workers import (
+    calibrate,
+    jobs_at_once,
+    run_in_worker,
+    worker_pool,
+)
 
 log = logging.getLogger("mnist_experiments.workflows.reproduce")
 
 PROG = "mnist-exp-reproduce"
 DEFAULT_CALIBRATION_RUNS = 5
-MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -212,7 +212,7 @@ def reproduce(request: Request) -> Result:
                          tags=_tags(original, request), parent_run_id=request.parent_run_id)
     started_ms = int(time.time() * 1000)
     try:
-        with _workers(cfg, request) as pool, signals.passed_to_children():
+        with worker_pool(cfg, request) as pool, signals.passed_to_children():
             run_id, _ = pool.submit(run_in_worker, container, context).result()
             client = _client(uri, required=True)
             new_run = client.get_run(run_id)
@@ -221,7 +221,7 @@ def reproduce(request: Request) -> Result:
                 compare_metrics(recorded, new_run.data.metrics), rows, request)
             if verdict is None and request.calibration_runs >= 2 and \
                     any(r.original is not None for r in rows):
-                runs, ids = calibrate(pool, _jobs(cfg, request), container, request, run_id,
+                runs, ids = calibrate(pool, jobs_at_once(cfg, request), container, request, run_id,
                                       new_run.data.metrics, overrides)
             else:
                 runs, ids = {}, []
@@ -298,58 +298,6 @@ def _claims_refuted(recorded: List[Row], rows: List[Row], request: Request) -> O
                    "but not the claimed " + ", ".join(
                        f"{r.name}={r.original:g} (the run gives {r.reproduced:.6g})"
                        for r in wrong), [r.name for r in wrong])
-
-
-def _jobs(cfg: Any, request: Request) -> int:
-    """Re-runs at a time: ``--jobs``, else as many as the cores hold at the run's threads."""
-    threads = int(cfg.train.threads or numerics.available_cores())
-    jobs = request.jobs or max(1, numerics.available_cores() // threads)
-    return max(1, min(jobs, max(1, request.calibration_runs)))
-
-
-def _workers(cfg: Any, request: Request) -> ProcessPoolExecutor:
-    """Fresh processes for the re-runs: each loads TensorFlow with the original's oneDNN
-    and ISA settings (read only when TensorFlow loads) and applies its thread count."""
-    jobs = _jobs(cfg, request)
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=numerics.apply_environment,
-                               initargs=(numerics.environment(cfg.train),))
-
-
-def calibrate(pool: ProcessPoolExecutor, jobs: int, container: Dict[str, Any],
-              request: Request, run_id: str, metrics: Dict[str, float],
-              overrides: Sequence[str]):
-    """Re-run the config with ``request.calibration_runs`` other seeds, as children of the
-    reproduction run; return ``{metric: [values]}`` (the reproduction's own value
-    first) and the new run ids."""
-    seed = int(container["seed"])
-    seeds = [(seed + i) % (MAX_SEED + 1) for i in range(1, request.calibration_runs + 1)]
-    print(f"\nNot identical: measuring this config's spread here with {len(seeds)} more "
-          f"runs (seeds {seeds[0]}..{seeds[-1]}, {jobs} at a time)", flush=True)
-    futures = []
-    for s in seeds:
-        context = JobContext(launch_dir=request.launch_dir, overrides=[*overrides, f"seed={s}"],
-                             tags={"reproduction.calibration_of": run_id,
-                                   "reproduction.seed": str(s)},
-                             parent_run_id=run_id)
-        futures.append(pool.submit(run_in_worker, {**container, "seed": s}, context))
-    outcomes = [f.result() for f in futures]
-    runs: Dict[str, List[float]] = {k: [float(v)] for k, v in metrics.items()}
-    for _, values in outcomes:
-        for k, v in values.items():
-            runs.setdefault(k, []).append(float(v))
-    return runs, [run for run, _ in outcomes]
-
-
-def run_in_worker(container: Dict[str, Any], context: JobContext):
-    """One run of a checked config, in a worker process: ``(run id, final metrics)``."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
-    cfg = build_config(container, [], "the reproduced config")
-    keras.backend.clear_session()
-    with signals.handled():  # SIGTERM from the command ends this run KILLED
-        outcome = run_experiment(cfg, context)
-    return outcome.run_id, outcome.metrics
 
 
 def _point_at_this_store(cfg: Any, uri: str, request: Request) -> None:
