@@ -32,12 +32,12 @@ def _stopped_at(pruner, curve, peers=4, peer_curve=(0.9, 0.95, 0.97)):
 
 def test_the_median_pruner_waits_warmup_epochs_and_startup_trials():
     hopeless = (0.1, 0.1, 0.1)
-    assert _stopped_at(make_pruner("median"), hopeless) == 2  # the defaults: 2 epochs
-    assert _stopped_at(make_pruner("median", warmup_epochs=1), hopeless) == 1
+    assert _stopped_at(make_pruner("median"), hopeless) == 1  # the defaults: 1 epoch
+    assert _stopped_at(make_pruner("median", warmup_epochs=2), hopeless) == 2
     assert _stopped_at(make_pruner("median", warmup_epochs=3), hopeless) == 3
     # fewer trials finished than startup_trials: nothing is pruned yet
     assert _stopped_at(make_pruner("median", startup_trials=5), hopeless) is None
-    assert _stopped_at(make_pruner("median", startup_trials=1), hopeless, peers=1) == 2
+    assert _stopped_at(make_pruner("median", startup_trials=1), hopeless, peers=1) == 1
     # a trial as good as its peers is never stopped, and "none" stops nothing
     assert _stopped_at(make_pruner("median", warmup_epochs=0), (0.9, 0.95, 0.97)) is None
     assert _stopped_at(make_pruner("none", warmup_epochs=1), hopeless) is None
@@ -62,15 +62,15 @@ def test_a_bad_count_is_refused_with_its_key_and_the_fix(key, value):
 
 
 def test_a_study_address_keeps_the_pruner_settings_and_reads_older_files(tmp_path):
-    StudyAddress("sqlite:///x.db", "s", "median", warmup_epochs=1, startup_trials=2).write(
+    StudyAddress("sqlite:///x.db", "s", "median", warmup_epochs=2, startup_trials=2).write(
         tmp_path)
     address = StudyAddress.read(tmp_path)
-    assert (address.warmup_epochs, address.startup_trials) == (1, 2)
-    assert _stopped_at(address.make_pruner(), (0.1, 0.1), peers=2) == 1
+    assert (address.warmup_epochs, address.startup_trials) == (2, 2)
+    assert _stopped_at(address.make_pruner(), (0.1, 0.1), peers=2) == 2
     # optuna.json of a sweep started before the settings existed: the defaults
     (tmp_path / "optuna.json").write_text(json.dumps(
         {"storage": "sqlite:///x.db", "study_name": "s", "pruner": "median",
          "direction": "maximize"}))
     address = StudyAddress.read(tmp_path)
-    assert (address.warmup_epochs, address.startup_trials) == (None, 4)
-    assert _stopped_at(address.make_pruner(), (0.1, 0.1, 0.1)) == 2
+    assert (address.warmup_epochs, address.startup_trials) == (1, 4)
+    assert _stopped_at(address.make_pruner(), (0.1, 0.1, 0.1)) == 1

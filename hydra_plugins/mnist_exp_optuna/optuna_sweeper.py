@@ -14,9 +14,8 @@ and its 1.4 line needs an unreleased Hydra; this one is the project's.
 - ``hydra.sweeper.pruner=median|hyperband|none``: each job reports its per-epoch
   validation accuracy to its trial and stops when the pruner says so
   (:mod:`mnist_experiments.launch.study`); the trial is told PRUNED. No trial is
-  pruned before ``hydra.sweeper.warmup_epochs`` epochs (null: 2 for the median
-  pruner, 1 for Hyperband), nor by the median pruner before
-  ``hydra.sweeper.startup_trials`` trials finished.
+  pruned before ``hydra.sweeper.warmup_epochs`` epochs (1), nor by the median pruner
+  before ``hydra.sweeper.startup_trials`` trials (4) finished.
 
 Light at import (Hydra imports every plugin at start-up): Optuna loads in ``sweep``.
 """
@@ -34,6 +33,8 @@ from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
+
+from mnist_experiments.launch.study import STARTUP_TRIALS, WARMUP_EPOCHS
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,8 @@ class OptunaSweeperConf:
     sampler: Sampler = Sampler.tpe
     seed: Optional[int] = None  # the sampler's seed
     pruner: Pruner = Pruner.none
-    warmup_epochs: Optional[int] = None  # epochs before a trial may be pruned; null: 2
-    startup_trials: int = 4  # trials finished before the median pruner prunes any
+    warmup_epochs: int = WARMUP_EPOCHS  # epochs a trial trains before it may be pruned
+    startup_trials: int = STARTUP_TRIALS  # trials finished before the median pruner prunes any
     params: Dict[str, str] = field(default_factory=dict)
 
 
@@ -67,8 +68,8 @@ ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=OptunaSw
 class OptunaSweeper(Sweeper):
     def __init__(self, direction: Any, study_name: Optional[str], storage: Optional[str],
                  n_trials: int, n_jobs: int, sampler: Any, seed: Optional[int], pruner: Any,
-                 params: Optional[Dict[str, str]] = None, warmup_epochs: Optional[int] = None,
-                 startup_trials: int = 4):
+                 params: Optional[Dict[str, str]] = None, warmup_epochs: int = WARMUP_EPOCHS,
+                 startup_trials: int = STARTUP_TRIALS):
         self.direction, self.study_name, self.storage = _name(direction), study_name, storage
         self.n_trials, self.n_jobs = int(n_trials), max(1, int(n_jobs))
         self.sampler, self.seed, self.pruner = _name(sampler), seed, _name(pruner)
