@@ -153,7 +153,7 @@ def test_a_bad_pruner_is_refused_before_any_run(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_a_bad_pruner_setting_is_refused_before_any_trial(tmp_path):
+def test_a_bad_pruner_setting_is_refused_before_any_run(tmp_path):
     result = run_cli(["-m", *QUICK, "hydra.sweeper.warmup_epochs=-1"], tmp_path)
     assert result.returncode == 1
     assert "hydra.sweeper.warmup_epochs=-1 is not a count" in result.stderr
