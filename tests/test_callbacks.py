@@ -140,3 +140,23 @@ def test_reproduce_reads_a_recorded_config_with_callbacks_and_one_without():
     recorded["callbacks"] = {"evil": {"_target_": "os.system", "command": "true"}}
     with pytest.raises(ConfigError, match="os.system"):
         build_config(recorded, [], "of a run")
+
+
+def test_checkpoints_outside_hydra_go_with_the_process(tmp_path):
+    """The task function called outside Hydra (a notebook, a test) keeps its checkpoint
+    files in a temporary directory, removed when the process exits (MLflow keeps them)."""
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    script = ("from mnist_experiments.training.callbacks import checkpoint_dir\n"
+              "d = checkpoint_dir('fold-1')\n"
+              "(d / 'last.weights.h5').write_bytes(b'x')\n"
+              "print(d.parent)\n")
+    done = subprocess.run([sys.executable, "-c", script], env=cli_env(TMPDIR=str(tmp_path)),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    made = done.stdout.strip().splitlines()[-1]
+    assert made.startswith(str(tmp_path)) and "mnist-exp-checkpoints-" in made
+    assert list(tmp_path.iterdir()) == []  # made, written, and removed at exit

@@ -9,7 +9,9 @@ model holds once ``fit`` returns, so that the objective is measured on them.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,13 +77,15 @@ def _best(history: Dict[str, List[float]], monitor: str, mode: str) -> Optional[
 
 def checkpoint_dir(name: str = "") -> Path:
     """``<the run's Hydra dir>/checkpoints[/name]``, or a new temporary directory for a
-    run without one (the task function called outside Hydra)."""
+    run without one (the task function called outside Hydra), removed when the process
+    exits: the run's MLflow artifacts keep the files."""
     from hydra.core.hydra_config import HydraConfig
 
     if HydraConfig.initialized() and HydraConfig.get().runtime.output_dir:
         base = Path(HydraConfig.get().runtime.output_dir) / "checkpoints"
     else:
         base = Path(tempfile.mkdtemp(prefix="mnist-exp-checkpoints-"))
+        atexit.register(shutil.rmtree, base, ignore_errors=True)
     directory = base / name if name else base
     directory.mkdir(parents=True, exist_ok=True)
     return directory
