@@ -25,6 +25,17 @@ if "MNIST_EXP_CACHE_DIR" not in os.environ:
     os.environ["MNIST_EXP_CACHE_DIR"] = tempfile.mkdtemp(prefix="mnist-exp-test-cache-")
     atexit.register(shutil.rmtree, os.environ["MNIST_EXP_CACHE_DIR"], ignore_errors=True)
 
+# The temporary files of the tests and of every process they start (TensorFlow's
+# autograph modules, MLflow's staging dirs, what a process killed on purpose leaves
+# behind) go to one directory of the session, removed at its end, not into /tmp. Its
+# path is short: Ray puts its sockets under it (a socket path has at most 107 bytes).
+# pytest's own tmp_path dirs stay where they were (kept for the last three sessions).
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", tempfile.gettempdir())
+if "MNIST_EXP_TEST_TMPDIR" not in os.environ:  # (xdist's workers inherit the first's)
+    os.environ["MNIST_EXP_TEST_TMPDIR"] = tempfile.mkdtemp(prefix="mnist-t-")
+    atexit.register(shutil.rmtree, os.environ["MNIST_EXP_TEST_TMPDIR"], ignore_errors=True)
+os.environ["TMPDIR"] = tempfile.tempdir = os.environ["MNIST_EXP_TEST_TMPDIR"]
+
 # Small and fast: a few hundred digits, one epoch, no network.
 FAST = ["data=digits", "data.limit=300", "train.epochs=1"]
 UI_WIDTH, UI_HEIGHT = 1400, 900  # the browser window of the MLflow UI tests
