@@ -354,7 +354,9 @@ def main(argv: Any = None) -> int:
                         help="pruning: hydra.sweeper.warmup_epochs (default: the sweeper's)")
     parser.add_argument("--sweeper-seeds", type=_ints,
                         default=[1], help="pruning: one search per variant for each seed")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=8,
+                        help="pruning: epochs of each trial (a pruned trial stops after a "
+                             "few, whatever the trial's length)")
     parser.add_argument("--limit", type=int, default=6000)
     parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--sizes", type=_ints,
