@@ -29,8 +29,10 @@ if "MNIST_EXP_CACHE_DIR" not in os.environ:
 # autograph modules, MLflow's staging dirs, what a process killed on purpose leaves
 # behind) go to one directory of the session, removed at its end, not into /tmp. Its
 # path is short: Ray puts its sockets under it (a socket path has at most 107 bytes).
-# pytest's own tmp_path dirs stay where they were (kept for the last three sessions).
-os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", tempfile.gettempdir())
+# pytest's own tmp_path dirs stay where they were (kept for the last three sessions), and
+# so do the dirs of servers that run as another user (the session's dir is root's, 0700).
+os.environ.setdefault("MNIST_EXP_SYSTEM_TMPDIR", tempfile.gettempdir())
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", os.environ["MNIST_EXP_SYSTEM_TMPDIR"])
 if "MNIST_EXP_TEST_TMPDIR" not in os.environ:  # (xdist's workers inherit the first's)
     os.environ["MNIST_EXP_TEST_TMPDIR"] = tempfile.mkdtemp(prefix="mnist-t-")
     atexit.register(shutil.rmtree, os.environ["MNIST_EXP_TEST_TMPDIR"], ignore_errors=True)

@@ -75,7 +75,8 @@ class PostgresCluster:
         if os.geteuid() != 0:
             return list(command)
         runuser = shutil.which("runuser") or "/usr/sbin/runuser"
-        return [runuser, "-u", "postgres", "--", *command]
+        # (its temporary files, if any, in its own dir: the session's TMPDIR is root's)
+        return [runuser, "-u", "postgres", "--", "env", f"TMPDIR={self.root}", *command]
 
     def _run(self, *command: str, timeout: float = 60) -> None:
         result = subprocess.run(self._as_owner(command), capture_output=True, text=True,
@@ -87,8 +88,10 @@ class PostgresCluster:
     # -- life cycle ------------------------------------------------------------
     def start(self) -> "PostgresCluster":
         t0 = time.monotonic()
-        # not under pytest's basetemp (mode 0700, root's): the postgres user must own it
-        self.root = Path(tempfile.mkdtemp(prefix="mnist-exp-postgres-"))
+        # not under pytest's basetemp nor the session's TMPDIR (mode 0700, root's): the
+        # postgres user must own it and reach it (conftest.py)
+        self.root = Path(tempfile.mkdtemp(prefix="mnist-exp-postgres-",
+                                          dir=os.environ.get("MNIST_EXP_SYSTEM_TMPDIR")))
         if os.geteuid() == 0:
             try:
                 owner = pwd.getpwnam("postgres")
