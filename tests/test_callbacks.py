@@ -5,11 +5,14 @@ and the checkpoint keeps the best and the last weights with the run."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
 
-from conftest import FAST, all_runs, compose_cfg, run_cli, store_uri
+from conftest import FAST, all_runs, cli_env, compose_cfg, run_cli, store_uri
 from mnist_experiments.config.callbacks import CALLBACKS
 from mnist_experiments.config.validation import validate
 from mnist_experiments.data import load_dataset
@@ -145,11 +148,6 @@ def test_reproduce_reads_a_recorded_config_with_callbacks_and_one_without():
 def test_checkpoints_outside_hydra_go_with_the_process(tmp_path):
     """The task function called outside Hydra (a notebook, a test) keeps its checkpoint
     files in a temporary directory, removed when the process exits (MLflow keeps them)."""
-    import subprocess
-    import sys
-
-    from conftest import cli_env
-
     script = ("from mnist_experiments.training.callbacks import checkpoint_dir\n"
               "d = checkpoint_dir('fold-1')\n"
               "(d / 'last.weights.h5').write_bytes(b'x')\n"
