@@ -6,10 +6,16 @@ the fix goes into ``mnist_experiments/compat/`` only.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import hydra
 import pytest
 
 from mnist_experiments import compat
+from mnist_experiments.compat import lazy
 
 
 def test_hydra_help_patch_still_applies():
@@ -334,3 +340,49 @@ def test_a_slurm_jobs_final_state_names_its_cause_and_fix():
     assert "more time per job (hydra.launcher.timeout_min)" in paragraph("TIMEOUT")
     assert "its node failed; its log" in paragraph("NODE_FAIL")
     assert "most often for going over its memory" in paragraph("CANCELLED")
+
+
+def test_keras_imports_without_scikit_learn_until_its_wrappers_are_used():
+    """A run imports scikit-learn after its fit, not with Keras (~0.5 s before the first
+    epoch): Keras's wrappers are deferred, and no module the run imports up front needs it."""
+    code = textwrap.dedent("""
+        import sys
+        from mnist_experiments.launch import heap
+        with heap.heavy_imports():
+            import keras
+            import mnist_experiments.workflows.experiment
+        print("before", "sklearn" in sys.modules, keras.__version__)
+        from keras.wrappers import SKLearnClassifier
+        import sklearn.base
+        print("after", issubclass(SKLearnClassifier, sklearn.base.BaseEstimator))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    before, after = [line.split() for line in done.stdout.splitlines()[-2:]]
+    assert before[1] == "False", (
+        f"Keras {before[2]} (or a module of the run) imports scikit-learn on import again: "
+        "check compat.lazy.KERAS_WRAPPERS against keras/__init__.py, and the package's "
+        "module-level sklearn imports")
+    assert after == ["after", "True"], "keras.wrappers no longer works once used"
+
+
+def test_a_deferred_module_runs_its_code_once_on_first_use(tmp_path, monkeypatch):
+    package = tmp_path / "deferred_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("from deferred_pkg import heavy\n")
+    (package / "heavy.py").write_text("import sys\nsys.ran = getattr(sys, 'ran', 0) + 1\n"
+                                      "VALUE = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "ran", 0, raising=False)
+    with lazy.deferred_modules(("deferred_pkg.heavy",)):
+        import deferred_pkg
+    try:
+        heavy = deferred_pkg.heavy
+        assert sys.ran == 0 and heavy.__file__.endswith("heavy.py")  # scanned, not run
+        assert heavy.VALUE == 42 and heavy.VALUE == 42 and sys.ran == 1
+        with pytest.raises(AttributeError, match="no attribute 'missing'"):
+            heavy.missing  # noqa: B018
+    finally:
+        for name in ("deferred_pkg", "deferred_pkg.heavy"):
+            sys.modules.pop(name, None)

@@ -1,7 +1,8 @@
 """Every use of another library's private API, in one place, each with its version note.
 
 Nothing else in the package touches a private name of Hydra, Keras, MLflow or Submitit
-(:mod:`~mnist_experiments.compat.slurm`). Each function degrades to a safe default, and
+(:mod:`~mnist_experiments.compat.slurm`) or relies on Keras's import layout
+(:mod:`~mnist_experiments.compat.lazy`). Each function degrades to a safe default, and
 ``tests/test_compat.py`` fails loudly, naming the upstream version, when one of them no
 longer finds what it relies on.
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, List, Tuple
 
 import numpy as np
-from sklearn.model_selection import KFold, StratifiedKFold
 
 from mnist_experiments.errors import ConfigError
 
@@ -45,6 +44,8 @@ def check_folds(y: np.ndarray, cv_cfg: Any) -> None:
 
 def fold_indices(y: np.ndarray, cv_cfg: Any, seed: int) -> List[Split]:
     """(train indices, validation indices) of every fold; shuffled by ``seed``."""
+    from sklearn.model_selection import KFold, StratifiedKFold  # not before a holdout's fit
+
     shuffle = bool(cv_cfg.shuffle)
     kwargs = dict(n_splits=int(cv_cfg.folds), shuffle=shuffle,
                   random_state=int(seed) if shuffle else None)

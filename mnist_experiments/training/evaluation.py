@@ -14,13 +14,6 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import keras
 import numpy as np
-from sklearn.metrics import (
-    classification_report,
-    confusion_matrix,
-    f1_score,
-    precision_score,
-    recall_score,
-)
 
 from mnist_experiments.models.summary import conv_layer_names, layer_table, summary_text
 from mnist_experiments.training.pipeline import image_batches, to_float
@@ -64,6 +57,9 @@ def predict_proba(model: keras.Model, images: np.ndarray, batch_size: int = 512)
 
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray, prefix: str = "test_") -> Dict[str, float]:
     """Loss, accuracy, precision, recall and F1 (macro and weighted) from probabilities."""
+    # scikit-learn is imported here, after the fit, not before the first epoch
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
     y_pred = proba.argmax(axis=1)
     eps = 1e-7
     p_true = np.clip(proba[np.arange(len(y_true)), y_true], eps, 1.0 - eps)
@@ -105,6 +101,8 @@ def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray,
 
     ``activation_index``: the image whose Conv2D feature maps to compute (None: none).
     """
+    from sklearn.metrics import classification_report, confusion_matrix
+
     proba = predict_proba(model, images)
     y_pred = proba.argmax(axis=1)
     ids = list(range(len(class_names)))
