@@ -145,6 +145,50 @@ def test_sigterm_while_the_artifacts_are_logged_ends_the_run_killed(tmp_path):
     assert statuses == ["KILLED"]
 
 
+
+_LANDS_AS_THE_SWEEP_ENDS = """
+import os, signal, sys
+from mnist_experiments.workflows import sweep
+
+real_finish = sweep.finish
+
+def finish(info, signum=None):
+    if signum is None:  # the sweep's normal end: its leaderboard, then its parent run
+        os.kill(os.getpid(), signal.SIGTERM)
+    return real_finish(info, signum)
+
+sweep.finish = finish
+sys.argv = ["mnist-exp", *sys.argv[1:]]
+from mnist_experiments.commands.train import main
+main()
+"""
+
+
+def test_a_signal_as_a_sweep_ends_leaves_its_records_whole(tmp_path):
+    """SIGTERM while the sweep writes its leaderboard and ends its parent run: that
+    clean-up completes (nothing left RUNNING), then the process stops, saying how the
+    sweep ended (it used to say "nothing was recorded" and leave the parent RUNNING)."""
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+    from faults import default_sigint
+
+    done = subprocess.run(
+        [sys.executable, "-c", _LANDS_AS_THE_SWEEP_ENDS, "-m", *LONG[:-1], "train.epochs=1",
+         "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=600,
+        preexec_fn=default_sigint)
+    output = done.stdout + done.stderr
+    assert done.returncode == 143, output
+    assert "Traceback" not in output, output
+    statuses = run_statuses(store_uri(tmp_path))
+    assert sorted(s for s, _ in statuses.values()) == ["FINISHED"] * 3, statuses
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("mnist-exp: stopped by SIGTERM; sweep parent run "), output
+    assert "is FINISHED (2 FINISHED)" in last, output
+    assert (tmp_path / "sweep" / "summary.md").is_file()
+
 _LANDS_IN_A_DEL = """
 import os, signal, sys, time
 from mnist_experiments.launch import signals

@@ -96,6 +96,7 @@ class MlflowSweepCallback(Callback):
     def __init__(self) -> None:
         self._sweep: Optional[Dict[str, str]] = None
         self._finished = False
+        self._account: Optional[str] = None  # the one line on how the sweep ended
         self._in_process = False  # the launcher runs the jobs in this process
 
     @classmethod
@@ -115,6 +116,8 @@ class MlflowSweepCallback(Callback):
         if active is None or active._sweep is None:
             return None
         signals.stop_children()
+        if active._finished:  # the signal came as the sweep ended: its records are whole
+            return active._account
         return active._finish(signum=signum, account=True)
 
     @classmethod
@@ -202,9 +205,13 @@ class MlflowSweepCallback(Callback):
         self._finished = True
         from mnist_experiments.workflows import sweep
 
-        with _passing_signals:  # the workers are done with: signals are ours again
+        # the workers are done with: signals are ours again. A signal that lands now is
+        # held back until the leaderboard is written and the parent run ended, then
+        # raised (interrupted half-way, the parent run would be left RUNNING)
+        with _passing_signals, signals.deferred():
             report = sweep.finish(self._sweep, signum=signum)
-        return sweep.account(report, self._sweep) if account else report
+            self._account = sweep.account(report, self._sweep)
+        return self._account if account else report
 
     # ---------------------------------------------------------------------- job
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
