@@ -72,6 +72,24 @@ def test_the_next_sweep_job_starts_without_one():
     MlflowSweepCallback().on_job_start(config=None)
 
 
+def test_no_epoch_starts_after_a_signal(after_a_signal):
+    """A signal that something caught and carried on from stops the fit at its next
+    epoch (here, its first)."""
+    from conftest import compose_cfg
+    from mnist_experiments.config.validation import validate
+    from mnist_experiments.data import load_dataset
+    from mnist_experiments.training.fit import fit
+
+    cfg = validate(compose_cfg("data=digits", "data.limit=100", "model=seed_tiny",
+                               "train.epochs=2"))
+    data = load_dataset(cfg.data, 0)
+    epochs = []
+    with pytest.raises(signals.Interrupted) as stopped:
+        fit(cfg, data.x_train, data.y_train, data.x_val, data.y_val,
+            on_metrics=lambda metrics, epoch: epochs.append(epoch))
+    assert stopped.value.signum == signal.SIGTERM and epochs == []
+
+
 @pytest.mark.slow
 def test_a_run_that_fails_after_a_signal_ends_killed(after_a_signal, tmp_path):
     import mlflow

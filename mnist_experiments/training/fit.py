@@ -15,6 +15,7 @@ import numpy as np
 
 from mnist_experiments.config.safety import safe_instantiate
 from mnist_experiments.errors import UserError
+from mnist_experiments.launch import signals
 from mnist_experiments.models.builder import NUM_CLASSES, build_model
 from mnist_experiments.training import reuse
 from mnist_experiments.training.augmentation import augmenter
@@ -89,6 +90,20 @@ class EpochLogger(keras.callbacks.Callback):
                 + ". The run is marked FAILED. Lower optimizer.learning_rate "
                 "(e.g. optimizer.learning_rate=0.001) or choose another optimizer."
             )
+
+
+class NoEpochAfterASignal(keras.callbacks.Callback):
+    """No epoch starts once this process has received SIGINT or SIGTERM.
+
+    The signal raises where the main thread is; code that catches it there and carries
+    on (a library's clean-up) would let training go on, and a second signal is ignored
+    as "already stopping" (see :mod:`~mnist_experiments.launch.signals`). So the next
+    epoch raises it again, and the run ends KILLED within an epoch.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if signals.received:
+            raise signals.Interrupted(signals.received[0])
 
 
 class TerminalProgress(keras.callbacks.ProgbarLogger):
@@ -249,7 +264,8 @@ def fit(
         initial_epoch=epochs if state is not None and state.stopped else done,
         verbose=0,
         shuffle=False,  # the tf.data pipeline shuffles, seeded
-        callbacks=[*progress, *configured.callbacks, logger, *(callbacks or []), *resume],
+        callbacks=[NoEpochAfterASignal(), *progress, *configured.callbacks, logger,
+                   *(callbacks or []), *resume],
     )
     fit_seconds = time.perf_counter() - start
     reuse.keep(compiled_as, model)  # the next fit of this configuration skips the tracing
