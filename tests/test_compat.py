@@ -373,16 +373,25 @@ def test_a_deferred_module_runs_its_code_once_on_first_use(tmp_path, monkeypatch
     (package / "__init__.py").write_text("from deferred_pkg import heavy\n")
     (package / "heavy.py").write_text("import sys\nsys.ran = getattr(sys, 'ran', 0) + 1\n"
                                       "VALUE = 42\n")
+    (package / "flaky.py").write_text("import sys\nsys.tries = getattr(sys, 'tries', 0) + 1\n"
+                                      "if sys.tries == 1:\n    raise RuntimeError('once')\n"
+                                      "VALUE = 7\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(sys, "ran", 0, raising=False)
-    with lazy.deferred_modules(("deferred_pkg.heavy",)):
+    monkeypatch.setattr(sys, "tries", 0, raising=False)
+    with lazy.deferred_modules(("deferred_pkg.heavy", "deferred_pkg.flaky")):
         import deferred_pkg
+        import deferred_pkg.flaky as flaky
     try:
         heavy = deferred_pkg.heavy
         assert sys.ran == 0 and heavy.__file__.endswith("heavy.py")  # scanned, not run
         assert heavy.VALUE == 42 and heavy.VALUE == 42 and sys.ran == 1
         with pytest.raises(AttributeError, match="no attribute 'missing'"):
             heavy.missing  # noqa: B018
+        assert sys.ran == 1 and type(heavy).__name__ == "module"
+        with pytest.raises(RuntimeError, match="once"):  # its code failed: raised ...
+            flaky.VALUE  # noqa: B018
+        assert flaky.VALUE == 7 and sys.tries == 2  # ... and run again at the next use
     finally:
-        for name in ("deferred_pkg", "deferred_pkg.heavy"):
+        for name in ("deferred_pkg", "deferred_pkg.heavy", "deferred_pkg.flaky"):
             sys.modules.pop(name, None)

@@ -3,11 +3,13 @@
 ``import keras`` imports ``keras.wrappers`` (``SKLearnClassifier`` and friends), which
 imports scikit-learn and, through it, ``scipy.stats``: about 0.5 s of a ~3.2 s Keras
 import on a 2-core machine, paid before the first epoch of every run although nothing in
-a run uses the wrappers. :func:`deferred_keras_wrappers` hands those two modules to
-:class:`importlib.util.LazyLoader` while Keras is imported: they are made as module
-objects and run their code on first attribute access, so ``keras.wrappers.
-SKLearnClassifier`` still works, a moment later. scikit-learn is then imported where the
-run first needs it (the test metrics, after the fit).
+a run uses the wrappers. Within :func:`deferred_keras_wrappers`, an import of Keras
+makes those two modules as module objects whose code runs at the first use of an
+attribute they do not have yet, so ``keras.wrappers.SKLearnClassifier`` still works, a
+moment later. scikit-learn is then imported where the run first needs it (the test
+metrics, after the fit). Not :class:`importlib.util.LazyLoader`: any attribute of its
+modules, ``__file__`` included, runs them, and TensorFlow's autograph reads the
+``__file__`` of every module in ``sys.modules`` before the first epoch.
 
 Private layout, not API: Keras 3 (checked on 3.15) imports ``keras.wrappers`` and
 ``keras._tf_keras.keras.wrappers`` from its package ``__init__``. Another layout leaves
@@ -66,8 +68,8 @@ class _DeferringLoader(importlib.abc.Loader):
         module.__class__ = _DeferredModule
 
     def run(self, module: types.ModuleType) -> None:
+        self.loader.exec_module(module)  # (if it fails, the next use tries again)
         module.__spec__.loader = module.__loader__ = self.loader
-        self.loader.exec_module(module)
 
 
 class _DeferredModules(importlib.abc.MetaPathFinder):
