@@ -160,6 +160,7 @@ def render(report: Dict[str, Any]) -> str:
         f"({report['machine']['usable_cores']} cores: a load above that means other "
         "processes competed for the CPU).",
         "",
+        *_epoch_table(report),
         "## B / A per pair",
         "",
         "| pair | seed | wall | to 1st epoch | epoch 1 | s/epoch (2..E) | peak RSS | acc B−A (pp) "
@@ -263,6 +264,21 @@ def render(report: Dict[str, Any]) -> str:
         lines.append(f"| {name} | {value} | {'yes' if ok else '**no**'} |")
     lines.append("")
     return "\n".join(lines)
+
+
+def _epoch_table(report: Dict[str, Any]) -> List[str]:
+    """Every epoch's seconds, run by run: a mean hides an epoch that waited (the notebook's
+    epochs end when tf.data's autotuning thread wakes, ~1 s later in some of them)."""
+    epochs = max(len(pair[v]["epoch_s"]) for pair in report["pairs"] for v in ("A", "B"))
+    lines = ["## Each epoch (seconds)", "",
+             "| pair | variant | " + " | ".join(str(e) for e in range(1, epochs + 1)) + " |",
+             "|---:|:---|" + "---:|" * epochs]
+    for i, pair in enumerate(report["pairs"], start=1):
+        for variant in ("A", "B"):
+            times = [f"{t:.2f}" for t in pair[variant]["epoch_s"]]
+            times += [""] * (epochs - len(times))
+            lines.append(f"| {i} | {variant} | " + " | ".join(times) + " |")
+    return lines + [""]
 
 
 def _short_cmd(cmd: Sequence[str]) -> List[str]:

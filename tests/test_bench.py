@@ -34,6 +34,10 @@ def test_benchmark_runs_on_tiny_input(tmp_path):
     # both variants ran, in the per-run table
     assert re.search(r"^\| 1 \| A \| [\d.]+ \|", text, re.M), text
     assert re.search(r"^\| 1 \| B \| [\d.]+ \|", text, re.M), text
+    # every epoch's seconds, run by run (a mean hides the notebook's epochs that wait)
+    section = text.split("## Each epoch (seconds)")[1].split("## ")[0]
+    assert re.search(r"^\| 1 \| A \| [\d.]+ \|$", section, re.M), section
+    assert re.search(r"^\| 1 \| B \| [\d.]+ \|$", section, re.M), section
     # the ratios B/A and their median
     assert "## B / A per pair" in text
     assert re.search(r"^\| \*\*median\*\* \| +\| \*\*[\d.]+\*\* \|", text, re.M), text
