@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 
-from conftest import all_runs, store_uri
-from faults import Job, jobs_past_epoch_2, reproduction_at_epoch_2, run_statuses
+from conftest import all_runs, cli_env, store_uri
+from faults import Job, default_sigint, jobs_past_epoch_2, reproduction_at_epoch_2, run_statuses
 from mnist_experiments.tracking.store_template import CACHE_ENV, build_template
 
 pytestmark = pytest.mark.slow
@@ -145,7 +147,6 @@ def test_sigterm_while_the_artifacts_are_logged_ends_the_run_killed(tmp_path):
     assert statuses == ["KILLED"]
 
 
-
 _LANDS_AS_THE_SWEEP_ENDS = """
 import os, signal, sys
 from mnist_experiments.workflows import sweep
@@ -168,12 +169,6 @@ def test_a_signal_as_a_sweep_ends_leaves_its_records_whole(tmp_path):
     """SIGTERM while the sweep writes its leaderboard and ends its parent run: that
     clean-up completes (nothing left RUNNING), then the process stops, saying how the
     sweep ended (it used to say "nothing was recorded" and leave the parent RUNNING)."""
-    import subprocess
-    import sys
-
-    from conftest import cli_env
-    from faults import default_sigint
-
     done = subprocess.run(
         [sys.executable, "-c", _LANDS_AS_THE_SWEEP_ENDS, "-m", *LONG[:-1], "train.epochs=1",
          "seed=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
@@ -188,6 +183,7 @@ def test_a_signal_as_a_sweep_ends_leaves_its_records_whole(tmp_path):
     assert last.startswith("mnist-exp: stopped by SIGTERM; sweep parent run "), output
     assert "is FINISHED (2 FINISHED)" in last, output
     assert (tmp_path / "sweep" / "summary.md").is_file()
+
 
 _LANDS_IN_A_DEL = """
 import os, signal, sys, time
@@ -211,12 +207,6 @@ except KeyboardInterrupt as exc:
 
 
 def test_a_signal_that_lands_in_a_del_still_stops_the_process_without_a_traceback():
-    import subprocess
-    import sys
-
-    from conftest import cli_env
-    from faults import default_sigint
-
     done = subprocess.run([sys.executable, "-c", _LANDS_IN_A_DEL], env=cli_env(),
                           capture_output=True, text=True, timeout=60,
                           preexec_fn=default_sigint)  # (CI may start us with it ignored)

@@ -218,8 +218,7 @@ class MlflowSweepCallback(Callback):
         """No job starts after a signal: in a sequential sweep, a Ctrl-C that reached a
         library's clean-up between two jobs (a ``__del__``, a ``finally``) can be lost
         there; the next job would then run as if nothing happened."""
-        if signals.received:
-            raise signals.Interrupted(signals.received[0])
+        signals.raise_if_received()
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if not HydraConfig.initialized() or str(HydraConfig.get().mode.name) != "MULTIRUN":

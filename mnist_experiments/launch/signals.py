@@ -180,6 +180,14 @@ def interrupting(exc: BaseException) -> Optional[int]:
     return received[0] if received else None
 
 
+def raise_if_received() -> None:
+    """Raise the first signal this process received, if any: nothing new (a sweep's next
+    job, a fit's next epoch) starts after one, even if the code it first interrupted
+    caught it and carried on."""
+    if received:
+        raise Interrupted(received[0])
+
+
 def raise_interruption(exc: BaseException) -> None:
     """Raise the interruption behind ``exc`` (see :func:`interrupting`), if there is one,
     so that it is reported as the signal it is (one line, exit 128 + signal)."""

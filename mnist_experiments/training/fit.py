@@ -102,8 +102,7 @@ class NoEpochAfterASignal(keras.callbacks.Callback):
     """
 
     def on_epoch_begin(self, epoch, logs=None):
-        if signals.received:
-            raise signals.Interrupted(signals.received[0])
+        signals.raise_if_received()
 
 
 class TerminalProgress(keras.callbacks.ProgbarLogger):
